@@ -1,0 +1,36 @@
+# The two commands of the README: `make repro` (main pipeline) and `make test` (unit tests + notebooks).
+# Both create .venv with the pinned environment first; nothing else needs to be installed but Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?=
+
+.PHONY: repro test install lab bench clean-venv
+
+repro: $(STAMP)
+ifneq ($(PROFILE),)
+	$(BIN)/python -m flowlib.config use $(PROFILE)
+endif
+	$(BIN)/dvc repro
+	$(BIN)/python -m flowlib.report readme
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"flowlib needs Python 3.11, found {sys.version.split()[0]}; set PYTHON=/path/to/python3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_solvers.py
+
+clean-venv:
+	rm -rf $(VENV)

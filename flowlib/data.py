@@ -1,0 +1,205 @@
+"""Datasets behind one loader API: 2-D toys, scikit-learn's 8x8 digits, CIFAR-10 from `data/`.
+
+`load_dataset(name)` returns a `Dataset` with a fixed `train` and `heldout` split (tensors in model space:
+toys as [N, 2], images as [N, C, H, W] in [-1, 1]) and `sample_batch` for training. Nothing is downloaded:
+toys are generated, digits ship with scikit-learn, CIFAR-10 must be placed under `data/cifar10` by the user.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+TOY_DATASETS = ("8gaussians", "moons", "checkerboard")
+IMAGE_DATASETS = ("digits", "cifar10")
+DATASETS = TOY_DATASETS + IMAGE_DATASETS
+
+CIFAR10_HELP = (
+    "CIFAR-10 is an input of the paper-scale `cifar10` profile and is never downloaded at run time. "
+    "Download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it so that "
+    "{root}/cifar-10-batches-py/data_batch_1 ... test_batch exist (or put PNG files under {root}/train/ and "
+    "{root}/test/), then run `dvc add data` or `dvc pull data.dvc` if your remote holds it."
+)
+
+
+class DatasetError(ValueError):
+    """An unknown, missing or malformed dataset."""
+
+
+@dataclass
+class Dataset:
+    """A dataset in model space with a fixed split; `sample_batch` draws training minibatches."""
+
+    name: str
+    train: Tensor
+    heldout: Tensor
+    sampler: Callable[[int, torch.Generator], Tensor] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one sample (without the batch axis)."""
+        return tuple(self.train.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.train.dim() == 4
+
+    def sample_batch(self, n: int, generator: torch.Generator) -> Tensor:
+        """A training minibatch: fresh samples for toys, a random subset (with replacement) for images."""
+        if self.sampler is not None:
+            return self.sampler(n, generator)
+        idx = torch.randint(len(self.train), (n,), generator=generator)
+        return self.train[idx]
+
+
+# ----------------------------------------------------------------------------------------------- toys
+def sample_8gaussians(n: int, generator: torch.Generator) -> Tensor:
+    """Eight Gaussians on a circle of radius 4/sqrt(2) with std 0.5/sqrt(2) (the FFJORD toy)."""
+    angles = torch.arange(8) * (torch.pi / 4)
+    centers = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1) * 4.0
+    which = torch.randint(8, (n,), generator=generator)
+    points = centers[which] + 0.5 * torch.randn(n, 2, generator=generator)
+    return points / 2**0.5
+
+
+def sample_moons(n: int, generator: torch.Generator, noise: float = 0.05) -> Tensor:
+    """Two interleaved half circles, centred and scaled to roughly unit spread."""
+    theta = torch.rand(n, generator=generator) * torch.pi
+    upper = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(upper, torch.cos(theta), 1.0 - torch.cos(theta))
+    y = torch.where(upper, torch.sin(theta), 0.5 - torch.sin(theta))
+    points = torch.stack([x, y], dim=1) + noise * torch.randn(n, 2, generator=generator)
+    return (points - torch.tensor([0.5, 0.25])) * 2.0
+
+
+def sample_checkerboard(n: int, generator: torch.Generator) -> Tensor:
+    """A 4x4 checkerboard on [-4, 4]^2 with 8 filled squares (the FFJORD toy)."""
+    x1 = torch.rand(n, generator=generator) * 4 - 2
+    x2 = torch.rand(n, generator=generator) - torch.randint(0, 2, (n,), generator=generator).float() * 2
+    x2 = x2 + torch.floor(x1) % 2
+    return torch.stack([x1, x2], dim=1) * 2.0
+
+
+_TOY_SAMPLERS: dict[str, Callable[[int, torch.Generator], Tensor]] = {
+    "8gaussians": sample_8gaussians,
+    "moons": sample_moons,
+    "checkerboard": sample_checkerboard,
+}
+
+
+def _toy_dataset(name: str, n_train: int, n_heldout: int, seed: int) -> Dataset:
+    sampler = _TOY_SAMPLERS[name]
+    train = sampler(n_train, torch.Generator().manual_seed(seed))
+    heldout = sampler(n_heldout, torch.Generator().manual_seed(seed + 1))
+    return Dataset(name, train, heldout, sampler=sampler)
+
+
+# --------------------------------------------------------------------------------------------- images
+def to_model_space(images_uint8: np.ndarray | Tensor, max_value: float = 255.0) -> Tensor:
+    """Map integer pixel values in [0, max_value] to float32 in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(images_uint8), dtype=torch.float32)
+    return x / max_value * 2.0 - 1.0
+
+
+def split_indices(n: int, heldout_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A fixed random train/held-out split of range(n)."""
+    if not 0.0 < heldout_fraction < 1.0:
+        raise DatasetError(f"heldout_fraction must lie in (0, 1), got {heldout_fraction}.")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_held = int(round(n * heldout_fraction))
+    return perm[n_held:], perm[:n_held]
+
+
+def load_digits(heldout_fraction: float = 1 / 3, seed: int = 0) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, values 0..16) as [N, 1, 8, 8] in [-1, 1]."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    images = sk_load_digits().images  # float64, 0..16
+    x = to_model_space(images, max_value=16.0).unsqueeze(1)
+    train_idx, held_idx = split_indices(len(x), heldout_fraction, seed)
+    return Dataset("digits", x[train_idx], x[held_idx])
+
+
+def digits_labels(heldout_fraction: float = 1 / 3, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Class labels of `load_digits`'s train and held-out splits (for the FID feature classifier)."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    y = torch.as_tensor(sk_load_digits().target, dtype=torch.long)
+    train_idx, held_idx = split_indices(len(y), heldout_fraction, seed)
+    return y[train_idx], y[held_idx]
+
+
+def _read_cifar_batch(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the file is not a CIFAR batch
+        raise DatasetError(f"{path} is not a readable CIFAR-10 python batch ({exc}). Re-extract the archive.") from exc
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: expected data of shape [N, 3072], got {data.shape}. Re-extract the archive.")
+    return data.reshape(-1, 3, 32, 32)
+
+
+def _read_png_folder(folder: Path) -> np.ndarray:
+    from PIL import Image
+
+    files = sorted(folder.rglob("*.png"))
+    if not files:
+        raise DatasetError(f"No PNG files under {folder}.")
+    images = []
+    for f in files:
+        img = np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8)
+        if img.shape != (32, 32, 3):
+            raise DatasetError(f"{f}: expected a 32x32 RGB image, got shape {img.shape}.")
+        images.append(img.transpose(2, 0, 1))
+    return np.stack(images)
+
+
+def load_cifar10(root: str | Path = "data/cifar10") -> Dataset:
+    """CIFAR-10 from the standard python batches or PNG folders under `root` ([N, 3, 32, 32] in [-1, 1]).
+
+    The official test set is the held-out split.
+    """
+    root = Path(root)
+    batches = root / "cifar-10-batches-py"
+    if batches.is_dir():
+        train_files = [batches / f"data_batch_{i}" for i in range(1, 6)]
+        missing = [f.name for f in train_files + [batches / "test_batch"] if not f.is_file()]
+        if missing:
+            raise DatasetError(f"CIFAR-10 under {batches} is incomplete: missing {missing}. " + CIFAR10_HELP.format(root=root))
+        train = np.concatenate([_read_cifar_batch(f) for f in train_files])
+        test = _read_cifar_batch(batches / "test_batch")
+    elif (root / "train").is_dir() and (root / "test").is_dir():
+        train, test = _read_png_folder(root / "train"), _read_png_folder(root / "test")
+    else:
+        raise DatasetError(f"CIFAR-10 not found under {root}. " + CIFAR10_HELP.format(root=root))
+    return Dataset("cifar10", to_model_space(train), to_model_space(test))
+
+
+# ------------------------------------------------------------------------------------------- the API
+def load_dataset(
+    name: str,
+    root: str | Path = "data",
+    *,
+    heldout_fraction: float = 1 / 3,
+    n_toy: int = 20_000,
+    seed: int = 0,
+) -> Dataset:
+    """Load a dataset by name: one of `DATASETS`.
+
+    Toys are `n_toy` fresh points per split; digits use a fixed split of `heldout_fraction`; CIFAR-10 is read
+    from `root/cifar10`.
+    """
+    if name in _TOY_SAMPLERS:
+        return _toy_dataset(name, n_toy, n_toy, seed)
+    if name == "digits":
+        return load_digits(heldout_fraction, seed)
+    if name == "cifar10":
+        return load_cifar10(Path(root) / "cifar10")
+    raise DatasetError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")

@@ -1,0 +1,131 @@
+"""`evaluate(sampler, ...)` -> one result row; result tables in one CSV schema for every stage.
+
+Every notebook writes its rows to `reports/results/<stage>.csv` with `write_results`; the report merges them
+with `merge_results`. Comparing methods is then a `groupby`, not new code.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .artifacts import atomic_path, write_json
+from .metrics import QualityMetric, rmse, time_call
+from .solvers.samplers import Sampler
+
+COLUMNS = [
+    "dataset", "teacher", "method", "solver", "nfe", "quality", "quality_metric", "rmse_to_gt",
+    "ms_per_sample", "extra_params", "train_seconds",
+]
+METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow")
+BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
+
+
+class ResultError(ValueError):
+    """A result row or table that does not follow the shared schema."""
+
+
+def evaluate(
+    sampler: Sampler,
+    noise: Tensor,
+    *,
+    metric: QualityMetric,
+    dataset: str,
+    teacher: str,
+    method: str,
+    ground_truth: Tensor | None = None,
+    solver: str | None = None,
+    extra_params: int = 0,
+    train_seconds: float = 0.0,
+    timing_repeats: int = 1,
+) -> dict[str, Any]:
+    """Run `sampler(noise)`, time it, and score quality (vs the dataset) and RMSE (vs `ground_truth`).
+
+    `ground_truth` is the teacher's adaptive ODE solution from the same `noise`; without it rmse is NaN.
+    `nfe` is the sampler's measured count on this call.
+    """
+    samples, seconds = time_call(lambda: sampler(noise), timing_repeats)
+    if not torch.isfinite(samples).all():
+        raise ResultError(f"Sampler {sampler.name!r} produced NaN or inf samples.")
+    row = {
+        "dataset": dataset,
+        "teacher": teacher,
+        "method": method,
+        "solver": solver or sampler.name,
+        "nfe": int(sampler.nfe),
+        "quality": metric(samples),
+        "quality_metric": metric.name,
+        "rmse_to_gt": rmse(samples, ground_truth) if ground_truth is not None else math.nan,
+        "ms_per_sample": 1000.0 * seconds / len(noise),
+        "extra_params": int(extra_params),
+        "train_seconds": float(train_seconds),
+    }
+    validate_row(row)
+    return row
+
+
+def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str) -> dict[str, Any]:
+    """The reference line: real held-out data scored like a sampler (method `data`, nfe 0)."""
+    row = {
+        "dataset": dataset, "teacher": "-", "method": "data", "solver": "heldout", "nfe": 0,
+        "quality": metric(heldout), "quality_metric": metric.name, "rmse_to_gt": math.nan,
+        "ms_per_sample": math.nan, "extra_params": 0, "train_seconds": 0.0,
+    }
+    validate_row(row)
+    return row
+
+
+def validate_row(row: dict[str, Any]) -> None:
+    """Raise `ResultError` if a row misses columns or names an unknown method."""
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        raise ResultError(f"Result row is missing columns {missing}.")
+    if row["method"] not in METHODS:
+        raise ResultError(f"Unknown method {row['method']!r} in a result row; choose one of {', '.join(METHODS)}.")
+    if row["method"] == "baseline" and row["solver"] not in BASELINE_SOLVERS:
+        raise ResultError(f"Baseline rows name a solver in {BASELINE_SOLVERS}, got {row['solver']!r}.")
+
+
+def write_results(rows: Iterable[dict[str, Any]], path: str | Path) -> pd.DataFrame:
+    """Validate `rows` and write them (columns in schema order) atomically to a CSV at `path`."""
+    rows = list(rows)
+    for row in rows:
+        validate_row(row)
+    df = pd.DataFrame(rows, columns=COLUMNS + sorted({k for r in rows for k in r} - set(COLUMNS)))
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    return df
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Read one result CSV, checking the schema."""
+    df = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultError(f"{path} is not a flowlib result table: missing columns {missing}.")
+    return df
+
+
+def merge_results(results_dir: str | Path) -> pd.DataFrame:
+    """Concatenate every `*.csv` under `results_dir` (sorted by name), schema-checked."""
+    files = sorted(Path(results_dir).glob("*.csv"))
+    if not files:
+        raise ResultError(f"No result tables under {results_dir}; run the pipeline (`dvc repro`) first.")
+    return pd.concat([read_results(f) for f in files], ignore_index=True)
+
+
+def write_metrics(df: pd.DataFrame, path: str | Path) -> dict[str, Any]:
+    """A nested JSON summary `{dataset: {method/solver/nfeN: {quality, rmse_to_gt}}}` for `dvc metrics`."""
+    summary: dict[str, Any] = {}
+    for row in df.itertuples(index=False):
+        key = f"{row.method}/{row.solver}/nfe{int(row.nfe)}"
+        summary.setdefault(row.dataset, {})[key] = {
+            "quality": None if pd.isna(row.quality) else round(float(row.quality), 6),
+            "rmse_to_gt": None if pd.isna(row.rmse_to_gt) else round(float(row.rmse_to_gt), 6),
+        }
+    write_json(path, summary)
+    return summary

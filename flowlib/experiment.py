@@ -1,0 +1,178 @@
+"""Pipeline steps shared by the notebooks: where artefacts live, the quality metric of each dataset,
+teacher training, ground truth and the baseline sweep. Each notebook is a few calls into this module.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
+from .config import Params, TeacherParams
+from .data import Dataset, digits_labels, load_dataset
+from .evaluate import data_row, evaluate
+from .flow import load_velocity_model, save_velocity_model, train_teacher
+from .metrics import FID, ClassifierFeatures, InceptionFeatures, QualityMetric, SlicedW2, train_digits_classifier
+from .models import build_model, count_parameters
+from .solvers import AdaptiveSampler, ODESampler
+from .solvers.fixed_grid import get_tableau
+
+
+# ------------------------------------------------------------------------------------------- locations
+def classifier_path(params: Params) -> Path:
+    return params.artifacts / "features" / "digits_classifier.pt"
+
+
+def teacher_dir(params: Params, name: str) -> Path:
+    return params.artifacts / "teachers" / name
+
+
+def results_path(params: Params, stage: str) -> Path:
+    return params.reports / "results" / f"{stage}.csv"
+
+
+def metrics_path(params: Params, stage: str) -> Path:
+    return params.reports / "metrics" / f"{stage}.json"
+
+
+def figure_path(params: Params, name: str) -> Path:
+    return params.reports / "figures" / f"{name}.png"
+
+
+def rebuild_hint(stage: str) -> str:
+    return f"dvc repro {stage}   (or run notebooks/ in order)"
+
+
+# ----------------------------------------------------------------------------------------------- data
+def dataset_for(params: Params, name: str) -> Dataset:
+    return load_dataset(name, params.data.root, heldout_fraction=params.data.heldout_fraction,
+                        n_toy=params.data.n_toy, seed=params.data.seed)
+
+
+def train_feature_classifier(params: Params) -> dict[str, Any]:
+    """Train and save the digits classifier whose features define `fid-digits-classifier`."""
+    digits = dataset_for(params, "digits")
+    y_train, y_held = digits_labels(params.data.heldout_fraction, params.data.seed)
+    start = time.perf_counter()
+    clf = train_digits_classifier(digits.train, y_train, steps=params.data.classifier_steps, seed=params.data.seed)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        accuracy = float((clf(digits.heldout).argmax(1) == y_held).float().mean())
+    save_checkpoint({"state_dict": clf.state_dict(), "heldout_accuracy": accuracy}, classifier_path(params))
+    return {"heldout_accuracy": accuracy, "train_seconds": seconds}
+
+
+def quality_metric(params: Params, dataset: Dataset) -> QualityMetric:
+    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits), Inception FID (CIFAR-10)."""
+    if not dataset.is_image:
+        return SlicedW2(dataset.train)
+    if dataset.name == "digits":
+        from .metrics import DigitsClassifier
+
+        state = load_checkpoint(classifier_path(params), rebuild_hint("data"))
+        clf = DigitsClassifier()
+        clf.load_state_dict(state["state_dict"])
+        return FID(ClassifierFeatures(clf), dataset.train)
+    return FID(InceptionFeatures(params.data.inception_weights, params.data.inception_sha256), dataset.train)
+
+
+def data_rows(params: Params) -> list[dict[str, Any]]:
+    """Held-out real data scored against the reference, at each teacher's evaluation sample size."""
+    rows = []
+    for tp in params.teachers.values():
+        dataset = dataset_for(params, tp.dataset)
+        heldout = dataset.heldout[: tp.n_eval]
+        rows.append(data_row(quality_metric(params, dataset), heldout, dataset=tp.dataset))
+    return rows
+
+
+def inception_status(params: Params) -> dict[str, Any]:
+    """Whether the Inception weights are present, and their SHA-256 (recorded for the paper profile)."""
+    path = Path(params.data.inception_weights)
+    return {"path": str(path), "present": path.is_file(), "sha256": sha256_file(path) if path.is_file() else None}
+
+
+# -------------------------------------------------------------------------------------------- teachers
+def eval_noise(params: Params, tp: TeacherParams, shape: tuple[int, ...]) -> Tensor:
+    """The fixed evaluation noise of a teacher (same seed for every method, so RMSE to GT is paired)."""
+    return torch.randn(tp.n_eval, *shape, generator=torch.Generator().manual_seed(params.eval.seed))
+
+
+def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
+    """Train teacher `name` (resuming from its last checkpoint if the config matches) and save its EMA net."""
+    tp = params.teacher(name)
+    dataset = dataset_for(params, tp.dataset)
+    model = build_model(tp.model, dataset.shape)
+    out = teacher_dir(params, name)
+    result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
+                           run_config={"model": tp.model, "dataset": tp.dataset, "batch": tp.batch_size}, progress=progress)
+    info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
+            "steps": tp.train.steps, "final_loss": result.history[-1][1] if result.history else None,
+            "resumed_from": result.resumed_from}
+    save_velocity_model(out / "teacher.pt", result.ema_model, tp.model, dataset.shape, **info)
+    write_json(out / "meta.json", {**info, "history": result.history, **run_metadata()})
+    return {**info, "history": result.history}
+
+
+def load_teacher(params: Params, name: str) -> nn.Module:
+    return load_velocity_model(teacher_dir(params, name) / "teacher.pt", rebuild_hint(f"teacher@{name}"))
+
+
+def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
+    """Solve the teacher ODE from the evaluation noise with dopri5 and cache (noise, samples, nfe, time)."""
+    tp = params.teacher(name)
+    model = load_teacher(params, name)
+    noise = eval_noise(params, tp, dataset_for(params, tp.dataset).shape)
+    sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
+    start = time.perf_counter()
+    samples = sampler(noise)
+    info = {"nfe": sampler.nfe, "seconds": time.perf_counter() - start, "rtol": params.eval.gt_rtol, "atol": params.eval.gt_atol}
+    save_checkpoint({"noise": noise, "samples": samples, **info}, teacher_dir(params, name) / "ground_truth.pt")
+    return info
+
+
+@dataclass
+class TeacherContext:
+    """Everything a method notebook needs to evaluate samplers of one teacher."""
+
+    name: str
+    dataset: Dataset
+    model: nn.Module
+    metric: QualityMetric
+    noise: Tensor
+    ground_truth: Tensor
+    gt_nfe: int
+    train_seconds: float
+
+    def evaluate(self, sampler, *, method: str, timing_repeats: int = 1, **kw: Any) -> dict[str, Any]:
+        """`flowlib.evaluate.evaluate` on this teacher's noise, metric and ground truth."""
+        return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
+                        method=method, ground_truth=self.ground_truth, timing_repeats=timing_repeats, **kw)
+
+
+def load_context(params: Params, name: str) -> TeacherContext:
+    """Load a trained teacher, its ground truth and its dataset's quality metric."""
+    tp = params.teacher(name)
+    dataset = dataset_for(params, tp.dataset)
+    model = load_teacher(params, name)
+    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", rebuild_hint(f"teacher@{name}"))
+    meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt")["meta"]
+    return TeacherContext(name, dataset, model, quality_metric(params, dataset), gt["noise"], gt["samples"],
+                          int(gt["nfe"]), float(meta["train_seconds"]))
+
+
+def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
+    """Every configured RK method at every NFE it can spend exactly on a uniform grid, plus the adaptive GT."""
+    jobs = [(m, n) for m in params.eval.methods for n in params.eval.nfes if n % get_tableau(m).stages == 0]
+    rows = []
+    for method, nfe in tqdm(jobs, desc=f"baselines {ctx.name}", disable=not progress):
+        sampler = ODESampler.uniform(ctx.model, nfe, method)
+        rows.append(ctx.evaluate(sampler, method="baseline", timing_repeats=params.eval.timing_repeats))
+    adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
+    rows.append(ctx.evaluate(adaptive, method="baseline"))
+    return rows

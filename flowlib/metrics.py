@@ -1,0 +1,227 @@
+"""Quality metrics: Fréchet distance in a named feature space, sliced Wasserstein for 2-D, RMSE, timing.
+
+FID is clean-fid's Fréchet distance. Its features come from Inception (clean-fid's torchscript model, read
+from a local weights file, never downloaded) or, where that file is absent, from a small digits classifier
+trained in the `data` stage. Every metric has a `name` that goes into the `quality_metric` column, and
+`check_same_metric` refuses to compare numbers from different feature spaces.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .artifacts import sha256_file
+
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_HELP = (
+    "The Inception weights are an input of the paper-scale profile and are never downloaded at run time. "
+    "Download {file} (the StyleGAN2-ADA torchscript Inception used by clean-fid, "
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/{file}) on a machine with "
+    "internet access and place it at {path}, then `dvc add data`."
+)
+
+
+class MetricError(ValueError):
+    """A metric that cannot be computed as asked (missing weights, mixed feature spaces, bad shapes)."""
+
+
+# ------------------------------------------------------------------------------------ Fréchet distance
+def gaussian_stats(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64) of an [N, D] feature matrix."""
+    f = np.asarray(features.detach().cpu() if isinstance(features, Tensor) else features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise MetricError(f"Features must be [N>=2, D], got shape {f.shape}.")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.ndarray, np.ndarray]) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), via clean-fid."""
+    from cleanfid.fid import frechet_distance as _fd
+
+    return float(_fd(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+
+
+class FeatureExtractor(Protocol):
+    """Maps images in [-1, 1] ([N, C, H, W]) to an [N, D] feature array; `metric_name` names the space."""
+
+    metric_name: str
+
+    def __call__(self, images: Tensor) -> np.ndarray: ...
+
+
+class DigitsClassifier(nn.Module):
+    """A small CNN for 1x8x8 digits; its penultimate layer is the FID feature space of the default profile."""
+
+    def __init__(self, feature_dim: int = 64, n_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Flatten(), nn.Linear(64 * 4 * 4, feature_dim), nn.SiLU(),
+        )
+        self.head = nn.Linear(feature_dim, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def train_digits_classifier(
+    images: Tensor, labels: Tensor, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+    noise_augment: float = 0.1,
+) -> DigitsClassifier:
+    """Train `DigitsClassifier` with cross-entropy (light Gaussian-noise augmentation), deterministic per seed."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = DigitsClassifier()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        x = images[idx] + noise_augment * torch.randn(images[idx].shape, generator=gen)
+        loss = nn.functional.cross_entropy(model(x), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval().requires_grad_(False)
+
+
+class ClassifierFeatures:
+    """Penultimate-layer features of a trained classifier (`fid-digits-classifier`)."""
+
+    def __init__(self, classifier: DigitsClassifier, metric_name: str = "fid-digits-classifier"):
+        self.classifier = classifier.eval()
+        self.metric_name = metric_name
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> np.ndarray:
+        return self.classifier.features(images.float()).numpy().astype(np.float64)
+
+
+class InceptionFeatures:
+    """clean-fid's Inception-V3 pool features ("clean" resize to 299 px) from a local weights file."""
+
+    metric_name = "fid-inception"
+
+    def __init__(self, weights_path: str | Path, sha256: str | None = None, device: str = "cpu", batch_size: int = 100):
+        weights_path = Path(weights_path)
+        if weights_path.name != INCEPTION_FILE or not weights_path.is_file():
+            raise MetricError(
+                f"Inception weights not found at {weights_path}. "
+                + INCEPTION_HELP.format(file=INCEPTION_FILE, path=weights_path.parent / INCEPTION_FILE)
+            )
+        if sha256 is not None and sha256_file(weights_path) != sha256:
+            raise MetricError(
+                f"{weights_path} does not match the expected SHA-256 {sha256}: the file is corrupt or a different "
+                "model. " + INCEPTION_HELP.format(file=INCEPTION_FILE, path=weights_path)
+            )
+        from cleanfid.inception_torchscript import InceptionV3W
+        from cleanfid.resize import build_resizer
+
+        self.model = InceptionV3W(str(weights_path.parent), download=False).to(device).eval()
+        self.resize = build_resizer("clean")
+        self.device, self.batch_size = device, batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> np.ndarray:
+        if images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise MetricError(f"Inception features need [N, 1|3, H, W] images, got {tuple(images.shape)}.")
+        uint8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        if uint8.shape[1] == 1:
+            uint8 = uint8.repeat(1, 3, 1, 1)
+        hwc = uint8.permute(0, 2, 3, 1).cpu().numpy()
+        feats = []
+        for i in range(0, len(hwc), self.batch_size):
+            batch = np.stack([self.resize(img) for img in hwc[i:i + self.batch_size]])
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(self.device)
+            feats.append(self.model(x).cpu().numpy())
+        return np.concatenate(feats).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------ 2-D metric
+def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int = 256, seed: int = 0) -> float:
+    """Sliced 2-Wasserstein distance: sqrt of the mean over random unit directions of the 1-D W2^2.
+
+    The 1-D W2 between empirical measures is computed from matched quantiles (equal sizes: sorted samples).
+    For N(0, I) vs N(m, I) in d dims it tends to |m| / sqrt(d).
+    """
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    if a.shape[1] != b.shape[1]:
+        raise MetricError(f"Sample dimensions differ: {a.shape[1]} vs {b.shape[1]}.")
+    gen = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(a.shape[1], n_projections, generator=gen, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, pb = torch.sort(a @ dirs, dim=0).values, torch.sort(b @ dirs, dim=0).values
+    if len(pa) != len(pb):
+        q = torch.linspace(0, 1, max(len(pa), len(pb)), dtype=torch.float64)
+        pa, pb = torch.quantile(pa, q, dim=0), torch.quantile(pb, q, dim=0)
+    return float((pa - pb).pow(2).mean(dim=0).mean().sqrt())
+
+
+# ------------------------------------------------------------------------------- quality metric objects
+class QualityMetric(Protocol):
+    """Lower-is-better distance of a sample set to the dataset's reference; `name` goes into the table."""
+
+    name: str
+
+    def __call__(self, samples: Tensor) -> float: ...
+
+
+class FID:
+    """Fréchet distance of samples to fixed reference statistics in one feature space."""
+
+    def __init__(self, extractor: FeatureExtractor, reference: Tensor):
+        self.extractor = extractor
+        self.name = extractor.metric_name
+        self.reference_stats = gaussian_stats(extractor(reference))
+
+    def __call__(self, samples: Tensor) -> float:
+        return frechet_distance(gaussian_stats(self.extractor(samples)), self.reference_stats)
+
+
+class SlicedW2:
+    """Sliced Wasserstein-2 distance to a fixed reference sample (`sliced-w2`)."""
+
+    name = "sliced-w2"
+
+    def __init__(self, reference: Tensor, n_projections: int = 256, seed: int = 0):
+        self.reference, self.n_projections, self.seed = reference, n_projections, seed
+
+    def __call__(self, samples: Tensor) -> float:
+        return sliced_wasserstein(samples, self.reference, self.n_projections, self.seed)
+
+
+def check_same_metric(names: list[str] | set[str]) -> str:
+    """Return the single metric name shared by a comparison, or raise if feature spaces are mixed."""
+    unique = sorted(set(names))
+    if len(unique) != 1:
+        raise MetricError(f"Refusing to compare quality numbers from different metrics: {unique}.")
+    return unique[0]
+
+
+# --------------------------------------------------------------------------------------- RMSE and time
+def rmse(samples: Tensor, reference: Tensor) -> float:
+    """Mean over samples of the per-sample RMSE sqrt(mean_dims (x - x_ref)^2) (Bespoke's RMSE norm)."""
+    if samples.shape != reference.shape:
+        raise MetricError(f"RMSE needs matching shapes, got {tuple(samples.shape)} and {tuple(reference.shape)}.")
+    return float((samples - reference).double().flatten(1).pow(2).mean(dim=1).sqrt().mean())
+
+
+def time_call(fn: Callable[[], Tensor], repeats: int = 1) -> tuple[Tensor, float]:
+    """Run `fn` `repeats` times; return its last output and the best wall time in seconds."""
+    best, out = float("inf"), None
+    for _ in range(max(repeats, 1)):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return out, best

@@ -1,0 +1,35 @@
+"""MLP velocity net for vectors and (flattened) small images."""
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from .embeddings import SinusoidalTimeEmbedding
+
+
+class MLPVelocity(nn.Module):
+    """v(x, t) for inputs of any fixed `shape`: flatten, concatenate a time embedding, `depth` SiLU layers.
+
+    The time embedding is also added to every hidden layer, so deep nets keep seeing t.
+    """
+
+    def __init__(self, shape: tuple[int, ...], hidden: int = 512, depth: int = 4, time_dim: int = 64):
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"MLPVelocity needs depth >= 2, got {depth}")
+        self.shape = tuple(shape)
+        dim = math.prod(self.shape)
+        self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, hidden), nn.SiLU())
+        self.inp = nn.Linear(dim, hidden)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 2))
+        self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 2))
+        self.out = nn.Linear(hidden, dim)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        temb = self.time_embed(t)
+        h = self.act(self.inp(x.flatten(1)) + temb)
+        for layer, proj in zip(self.hidden, self.time_proj):
+            h = self.act(layer(h) + proj(temb))
+        return self.out(h).view(x.shape)

@@ -1,0 +1,11 @@
+"""Solvers of the teacher ODE: fixed-grid RK family, adaptive reference, samplers."""
+from .adaptive import solve_adaptive
+from .fixed_grid import METHODS, TABLEAUS, ButcherTableau, rk_step, solve
+from .grids import GridError, as_time_grid, uniform_grid
+from .nfe import CountingVelocity
+from .samplers import AdaptiveSampler, ODESampler, Sampler
+
+__all__ = [
+    "solve", "solve_adaptive", "rk_step", "METHODS", "TABLEAUS", "ButcherTableau", "GridError", "as_time_grid",
+    "uniform_grid", "CountingVelocity", "Sampler", "ODESampler", "AdaptiveSampler",
+]

@@ -1,0 +1,37 @@
+"""Ground truth: the teacher ODE solved by adaptive Dormand-Prince (torchdiffeq's dopri5) at tight tolerance."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .grids import as_time_grid
+from .nfe import Velocity
+
+
+def solve_adaptive(
+    velocity: Velocity,
+    x0: Tensor,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    times: Tensor | Sequence[float] | None = None,
+) -> Tensor:
+    """Solve from t = 0 to t = 1 with dopri5; returns x(1), or x at every entry of `times` (first axis).
+
+    `times` must start at 0 (the time of `x0`), be increasing and end at most at 1.
+    """
+    from torchdiffeq import odeint
+
+    if rtol <= 0 or atol <= 0:
+        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}.")
+    t = as_time_grid([0.0, 1.0] if times is None else times).to(device=x0.device, dtype=torch.float64)
+    if t[0] != 0:
+        raise ValueError(f"`times` must start at 0 (the time of x0), got {t[0].item()}.")
+    batch = x0.shape[0]
+
+    def rhs(t_scalar: Tensor, x: Tensor) -> Tensor:
+        return velocity(x, t_scalar.to(x.dtype).expand(batch))
+
+    out = odeint(rhs, x0, t, rtol=rtol, atol=atol, method="dopri5")
+    return out[-1] if times is None else out

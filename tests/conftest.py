@@ -1,0 +1,35 @@
+"""Shared test fields with closed-form solutions."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+
+class GaussianField:
+    """Exact marginal velocity of data N(mu, sd^2 I) on the linear path (papers/README, shared test field).
+
+    v(x, t) = mu + (dS/S)(x - t mu), S_t^2 = t^2 sd^2 + (1 - t)^2; from noise x0: x(t) = t mu + S_t x0.
+    """
+
+    def __init__(self, mu: float = 1.0, sd: float = 0.5):
+        self.mu, self.sd = mu, sd
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        tb = t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+        s2 = tb**2 * self.sd**2 + (1 - tb) ** 2
+        return self.mu + (tb * self.sd**2 - (1 - tb)) / s2 * (x - tb * self.mu)
+
+    def solution(self, x0: Tensor, t: float = 1.0) -> Tensor:
+        return t * self.mu + (t**2 * self.sd**2 + (1 - t) ** 2) ** 0.5 * x0
+
+
+@pytest.fixture
+def gaussian_field() -> GaussianField:
+    return GaussianField()
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.set_num_threads(2)
+    yield

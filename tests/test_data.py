@@ -1,0 +1,89 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowlib.data import DATASETS, DatasetError, load_cifar10, load_dataset
+
+
+@pytest.mark.parametrize("name", ["8gaussians", "moons", "checkerboard"])
+def test_toys(name):
+    ds = load_dataset(name, n_toy=1000)
+    assert ds.train.shape == (1000, 2) and ds.heldout.shape == (1000, 2) and ds.shape == (2,)
+    assert not ds.is_image and torch.isfinite(ds.train).all()
+    assert ds.train.std() > 0.3 and ds.train.abs().max() < 6
+    assert not torch.equal(ds.train, ds.heldout)
+    again = load_dataset(name, n_toy=1000)
+    assert torch.equal(ds.train, again.train)  # deterministic
+    batch = ds.sample_batch(64, torch.Generator().manual_seed(0))
+    assert batch.shape == (64, 2)
+    assert torch.equal(batch, ds.sample_batch(64, torch.Generator().manual_seed(0)))
+
+
+def test_digits_split_shapes_ranges_and_determinism():
+    ds = load_dataset("digits")
+    assert ds.train.shape == (1198, 1, 8, 8) and ds.heldout.shape == (599, 1, 8, 8) and ds.is_image
+    assert ds.train.min() == -1 and ds.train.max() == 1
+    again = load_dataset("digits")
+    assert torch.equal(ds.train, again.train) and torch.equal(ds.heldout, again.heldout)
+    other = load_dataset("digits", seed=1)
+    assert not torch.equal(ds.heldout, other.heldout)
+    # the split is a partition: no held-out image is also a training image at the same index set
+    all_imgs = torch.cat([ds.train, ds.heldout]).flatten(1)
+    assert len(all_imgs) == 1797
+
+
+def test_unknown_dataset():
+    with pytest.raises(DatasetError, match="Unknown dataset 'mnist'.*digits"):
+        load_dataset("mnist")
+    assert "cifar10" in DATASETS
+
+
+def _write_batch(path, n, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    with open(path, "wb") as f:
+        pickle.dump({b"data": data, b"labels": list(rng.integers(0, 10, n))}, f)
+    return data
+
+
+def test_cifar10_python_batches(tmp_path):
+    batches = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    first = _write_batch(batches / "data_batch_1", 3, 0)
+    for i in range(2, 6):
+        _write_batch(batches / f"data_batch_{i}", 3, i)
+    _write_batch(batches / "test_batch", 2, 9)
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert ds.train.shape == (15, 3, 32, 32) and ds.heldout.shape == (2, 3, 32, 32)
+    assert ds.train.min() >= -1 and ds.train.max() <= 1
+    # pixel (c=1, y=2, x=3) of image 0 maps from uint8 to [-1, 1]
+    assert ds.train[0, 1, 2, 3].item() == pytest.approx(first[0, 1024 + 2 * 32 + 3] / 255 * 2 - 1, abs=1e-6)
+
+
+def test_cifar10_png_folders(tmp_path):
+    for split, n in (("train", 4), ("test", 2)):
+        folder = tmp_path / split / "cat"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((32, 32, 3), 10 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    ds = load_cifar10(tmp_path)
+    assert ds.train.shape == (4, 3, 32, 32) and ds.heldout.shape == (2, 3, 32, 32)
+    assert ds.train[0].max().item() == -1.0
+
+
+def test_cifar10_missing_or_corrupt(tmp_path):
+    with pytest.raises(DatasetError, match="not found.*cifar-10-python.tar.gz"):
+        load_dataset("cifar10", root=tmp_path)
+    batches = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    _write_batch(batches / "data_batch_1", 2, 0)
+    with pytest.raises(DatasetError, match="incomplete.*data_batch_2"):
+        load_dataset("cifar10", root=tmp_path)
+    for i in range(2, 6):
+        _write_batch(batches / f"data_batch_{i}", 2, i)
+    (batches / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError, match="test_batch is not a readable CIFAR-10"):
+        load_dataset("cifar10", root=tmp_path)

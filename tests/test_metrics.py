@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from flowlib.data import digits_labels, load_dataset
+from flowlib.metrics import (
+    FID, ClassifierFeatures, InceptionFeatures, MetricError, SlicedW2, check_same_metric, frechet_distance,
+    gaussian_stats, rmse, sliced_wasserstein, train_digits_classifier,
+)
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    feats = np.random.default_rng(0).normal(size=(500, 8))
+    stats = gaussian_stats(feats)
+    assert abs(frechet_distance(stats, stats)) < 1e-6
+
+
+def test_fid_of_two_gaussians_matches_closed_form():
+    rng = np.random.default_rng(1)
+    d = 4
+    mu1, mu2 = np.zeros(d), np.array([1.0, -0.5, 0.0, 2.0])
+    a = rng.normal(size=(d, d)) * 0.5
+    s1, s2 = np.eye(d), a @ a.T + 0.5 * np.eye(d)
+    closed = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real))
+    assert frechet_distance((mu1, s1), (mu2, s2)) == pytest.approx(closed, rel=1e-6)
+    f1 = rng.multivariate_normal(mu1, s1, size=200_000)
+    f2 = rng.multivariate_normal(mu2, s2, size=200_000)
+    assert frechet_distance(gaussian_stats(f1), gaussian_stats(f2)) == pytest.approx(closed, rel=0.02)
+
+
+def test_sliced_w2_of_shifted_gaussians():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(20_000, 2, generator=gen)
+    shift = torch.tensor([3.0, 4.0])
+    b = torch.randn(20_000, 2, generator=gen) + shift
+    # W2^2 along direction u is (u . m)^2; its mean over the circle is |m|^2 / 2
+    assert sliced_wasserstein(a, b, n_projections=2000) == pytest.approx(5.0 / 2**0.5, rel=0.03)
+    assert sliced_wasserstein(a, a) == 0.0
+    assert sliced_wasserstein(a[:1000], a[:3000]) < 0.1  # unequal sizes use quantiles
+    metric = SlicedW2(a)
+    assert metric.name == "sliced-w2" and metric(b) > 3
+
+
+def test_digits_classifier_fid_ranks_quality():
+    ds = load_dataset("digits")
+    y_train, y_held = digits_labels()
+    clf = train_digits_classifier(ds.train, y_train, steps=300)
+    assert (clf(ds.heldout).argmax(1) == y_held).float().mean() > 0.9
+    fid = FID(ClassifierFeatures(clf), ds.train)
+    real = fid(ds.heldout)
+    noisy = fid((ds.heldout + 0.5 * torch.randn_like(ds.heldout)).clamp(-1, 1))
+    noise = fid(torch.rand(599, 1, 8, 8) * 2 - 1)
+    assert fid.name == "fid-digits-classifier"
+    assert abs(fid(ds.train)) < 1e-6 and 0 < real < noisy < noise
+
+
+def test_rmse_and_metric_mixing():
+    x = torch.zeros(4, 3)
+    y = torch.tensor([[1.0, 1.0, 1.0]] * 2 + [[0.0, 0.0, 3.0]] * 2)
+    assert rmse(x, y) == pytest.approx((1.0 + 3**0.5) / 2)
+    with pytest.raises(MetricError, match="matching shapes"):
+        rmse(x, y[:2])
+    assert check_same_metric(["sliced-w2", "sliced-w2"]) == "sliced-w2"
+    with pytest.raises(MetricError, match="different metrics"):
+        check_same_metric(["fid-inception", "fid-digits-classifier"])
+
+
+def test_inception_weights_missing_or_wrong(tmp_path):
+    with pytest.raises(MetricError, match="not found.*never downloaded.*inception-2015-12-05.pt"):
+        InceptionFeatures(tmp_path / "inception-2015-12-05.pt")
+    fake = tmp_path / "inception-2015-12-05.pt"
+    fake.write_bytes(b"not weights")
+    with pytest.raises(MetricError, match="does not match the expected SHA-256"):
+        InceptionFeatures(fake, sha256="0" * 64)

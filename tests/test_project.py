@@ -1,0 +1,38 @@
+"""Project wiring: pins agree, notebooks are committed clean and parameterised, DVC stages match the files."""
+import json
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(p for p in pip if not p.startswith("-e")) == pins
+    assert all("==" in p for p in pins)
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_notebooks_are_clean_and_parameterised():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert [n.stem for n in notebooks][:2] == ["00_data", "01_teacher"]
+    for nb_path in notebooks:
+        nb = json.loads(nb_path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{nb_path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1 and nb["cells"][0]["cell_type"] == "markdown", nb_path.name
+
+
+def test_dvc_stages_point_at_existing_notebooks():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) >= {"data", "teacher", "baselines", "report"}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        notebook = body["cmd"].split()[1]
+        assert (ROOT / notebook).is_file() and notebook in body["deps"], name

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from flowlib.evaluate import COLUMNS
+from flowlib.report import README_END, README_START, baseline_checks, plot_sample_panels, plot_vs_nfe, results_markdown, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _table():
+    rows = [("data", "heldout", 0, 10.0, float("nan")), ("baseline", "adaptive", 100, 11.0, 0.0)]
+    rows += [("baseline", "euler", n, 10 + 100 / n, 1.0 / n) for n in (2, 4, 8)]
+    rows += [("baseline", "heun", n, 10 + 50 / n**2, 1.0 / n**2) for n in (2, 4, 8)]
+    return pd.DataFrame([{**dict.fromkeys(COLUMNS, 0), "dataset": "toy", "teacher": "t", "method": m, "solver": s,
+                          "nfe": n, "quality": q, "quality_metric": "sliced-w2", "rmse_to_gt": r} for m, s, n, q, r in rows])
+
+
+def test_markdown_and_checks():
+    df = _table()
+    md = results_markdown(df)
+    assert "NFE 2" in md and "NFE 8" in md and "| euler" in md and "real held-out data: 10" in md
+    checks = baseline_checks(df).iloc[0]
+    assert checks["gt_over_real"] == pytest.approx(1.1) and checks["euler_rmse_order"] == pytest.approx(1.0)
+
+
+def test_figures_are_written(tmp_path):
+    plot_vs_nfe(_table(), tmp_path / "q.png")
+    plot_sample_panels({"a": torch.rand(10, 1, 8, 8), "b": torch.rand(10, 1, 8, 8)}, tmp_path / "s.png")
+    plot_sample_panels({"pts": torch.randn(100, 2)}, tmp_path / "p.png", reference=torch.randn(100, 2))
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("q.png", "s.png", "p.png"))
+
+
+def test_update_readme(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\noutro\n")
+    assert update_readme(readme, "| new |")
+    assert readme.read_text() == f"intro\n{README_START}\n| new |\n{README_END}\noutro\n"
+    assert not update_readme(readme, "| new |")
+
+
+def test_readme_shows_the_generated_table():
+    """The README's results table is the committed reports/results.md, not typed by hand."""
+    text = (ROOT / "README.md").read_text()
+    shown = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    assert shown == (ROOT / "reports" / "results.md").read_text().strip()
