@@ -12,7 +12,8 @@ repro: $(STAMP)
 ifneq ($(PROFILE),)
 	$(BIN)/python -m flowlib.config use $(PROFILE)
 endif
-	$(BIN)/dvc repro
+	mkdir -p data  # tracked by data.dvc: empty in the default profile, CIFAR-10 + Inception for cifar10
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	$(BIN)/python -m flowlib.report readme
 
 test: $(STAMP)

@@ -90,6 +90,11 @@ def validate_row(row: dict[str, Any]) -> None:
         raise ResultError(f"Baseline rows name a solver in {BASELINE_SOLVERS}, got {row['solver']!r}.")
 
 
+def sampler_label(df: pd.DataFrame) -> pd.Series:
+    """Sampler label: the solver for baselines, `method:solver` for everything else."""
+    return df["solver"].where(df["method"] == "baseline", df["method"] + ":" + df["solver"])
+
+
 def write_results(rows: Iterable[dict[str, Any]], path: str | Path) -> pd.DataFrame:
     """Validate `rows` and write them (columns in schema order) atomically to a CSV at `path`."""
     rows = list(rows)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from flowlib.evaluate import COLUMNS
-from flowlib.report import README_END, README_START, baseline_checks, plot_sample_panels, plot_vs_nfe, results_markdown, update_readme
+from flowlib.plots import plot_sample_panels, plot_vs_nfe
+from flowlib.report import README_END, README_START, baseline_checks, results_markdown, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 

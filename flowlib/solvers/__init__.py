@@ -3,9 +3,9 @@ from .adaptive import solve_adaptive
 from .fixed_grid import METHODS, TABLEAUS, ButcherTableau, rk_step, solve
 from .grids import GridError, as_time_grid, uniform_grid
 from .nfe import CountingVelocity
-from .samplers import AdaptiveSampler, ODESampler, Sampler
+from .samplers import AdaptiveSampler, CountingSampler, ODESampler, Sampler
 
 __all__ = [
     "solve", "solve_adaptive", "rk_step", "METHODS", "TABLEAUS", "ButcherTableau", "GridError", "as_time_grid",
-    "uniform_grid", "CountingVelocity", "Sampler", "ODESampler", "AdaptiveSampler",
+    "uniform_grid", "CountingVelocity", "Sampler", "CountingSampler", "ODESampler", "AdaptiveSampler",
 ]

@@ -24,15 +24,40 @@ class Sampler(Protocol):
     def __call__(self, noise: Tensor) -> Tensor: ...
 
 
-class ODESampler:
+class CountingSampler:
+    """Base of the ODE samplers: `__call__` integrates through a `CountingVelocity` (no grad) and stores the
+    measured NFE, so `.nfe` is always counted, never computed by hand. Subclasses implement `integrate`."""
+
+    name: str
+    _nfe: int = 0
+
+    def __init__(self, velocity: Velocity):
+        self.velocity = velocity
+
+    @property
+    def nfe(self) -> int:
+        return self._nfe
+
+    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, noise: Tensor) -> Tensor:
+        counter = CountingVelocity(self.velocity)
+        out = self.integrate(counter, noise)
+        self._nfe = counter.nfe
+        return out
+
+
+class ODESampler(CountingSampler):
     """A fixed-grid RK solver of the teacher ODE as a sampler.
 
-    `.nfe` is the count measured by `CountingVelocity` on the last call; before any call it is the count the
-    tableau implies (stages x steps), which the tests check against the measured one.
+    Before any call `.nfe` is the count the tableau implies (stages x steps); the tests check that the
+    measured count agrees.
     """
 
     def __init__(self, velocity: Velocity, time_grid: Tensor | Sequence[float], method: str = "euler", name: str | None = None):
-        self.velocity = velocity
+        super().__init__(velocity)
         self.time_grid = as_time_grid(time_grid)
         self.method = method
         self.name = name or method
@@ -46,32 +71,16 @@ class ODESampler:
             raise ValueError(f"{method} needs a multiple of {stages} NFE, got nfe={nfe}.")
         return cls(velocity, uniform_grid(nfe // stages), method)
 
-    @property
-    def nfe(self) -> int:
-        return self._nfe
-
-    @torch.no_grad()
-    def __call__(self, noise: Tensor) -> Tensor:
-        counter = CountingVelocity(self.velocity)
-        out = solve(counter, noise, self.time_grid, self.method)
-        self._nfe = counter.nfe
-        return out
+    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+        return solve(velocity, noise, self.time_grid, self.method)
 
 
-class AdaptiveSampler:
+class AdaptiveSampler(CountingSampler):
     """The ground truth (dopri5 at tight tolerance) as a sampler; `.nfe` is measured on the last call."""
 
     def __init__(self, velocity: Velocity, rtol: float = 1e-5, atol: float = 1e-5, name: str = "adaptive"):
-        self.velocity, self.rtol, self.atol, self.name = velocity, rtol, atol, name
-        self._nfe = 0
+        super().__init__(velocity)
+        self.rtol, self.atol, self.name = rtol, atol, name
 
-    @property
-    def nfe(self) -> int:
-        return self._nfe
-
-    @torch.no_grad()
-    def __call__(self, noise: Tensor) -> Tensor:
-        counter = CountingVelocity(self.velocity)
-        out = solve_adaptive(counter, noise, rtol=self.rtol, atol=self.atol)
-        self._nfe = counter.nfe
-        return out
+    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+        return solve_adaptive(velocity, noise, rtol=self.rtol, atol=self.atol)
