@@ -76,6 +76,23 @@ class TeacherParams:
 
 
 @dataclass
+class BossParams:
+    """BOSS (papers/boss.md): Bellman grids, straightening finetune and the reflow baselines."""
+
+    n_fine: int = 100                 # fine uniform Euler grid N (= K_max)
+    n_cost: int = 100                 # noise samples for the cost matrix
+    nfes: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 10])
+    finetune_k: list[int] = field(default_factory=lambda: [4, 6])
+    n_pairs: int = 2000               # teacher trajectories for the straightening pairs (paper: 5000)
+    batch_size: int = 64
+    lora_rank: int = 4
+    lora_alpha: float = 1.0
+    reflow_eps: float = 1e-3
+    seed: int = 7
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
 class Params:
     profile: str
     root: Path
@@ -84,6 +101,7 @@ class Params:
     data: DataParams
     eval: EvalParams
     teachers: dict[str, TeacherParams]
+    boss: BossParams = field(default_factory=BossParams)
     smoke: bool = False
 
     def teacher(self, name: str) -> TeacherParams:
@@ -121,7 +139,7 @@ def _positive_int(value: Any, where: str) -> int:
 
 def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir: Path | None = None) -> Params:
     """Validate a raw parameter mapping (as read from YAML) into `Params`."""
-    allowed = {"profile", "paths", "data", "eval", "teachers", "smoke"}
+    allowed = {"profile", "paths", "data", "eval", "teachers", "boss", "smoke"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"Unknown top-level key(s) {unknown}; known: {sorted(allowed)}.")
@@ -153,6 +171,7 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
         _positive_int(tp.n_eval, f"{where}.n_eval")
         _positive_int(tp.batch_size, f"{where}.batch_size")
         teachers[name] = tp
+    boss = _parse_boss(raw.get("boss") or {})
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(
         profile=str(raw.get("profile", "default")),
@@ -162,8 +181,23 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
         data=data,
         eval=ev,
         teachers=teachers,
+        boss=boss,
         smoke=smoke,
     )
+
+
+def _parse_boss(raw: dict[str, Any]) -> BossParams:
+    raw = dict(raw)
+    train = _dataclass_from(TrainConfig, raw.pop("train", {}), "boss.train")
+    boss = _dataclass_from(BossParams, raw, "boss", train=train)
+    for key in ("n_fine", "n_cost", "n_pairs", "batch_size", "lora_rank"):
+        _positive_int(getattr(boss, key), f"boss.{key}")
+    for key in ("nfes", "finetune_k"):
+        for i, k in enumerate(getattr(boss, key)):
+            _positive_int(k, f"boss.{key}[{i}]")
+            if k > boss.n_fine:
+                raise ConfigError(f"boss.{key}[{i}] = {k} exceeds the fine grid boss.n_fine = {boss.n_fine}.")
+    return boss
 
 
 def load_params(path: str | Path = "params.yaml", smoke: bool | None = None) -> Params:

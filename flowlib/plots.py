@@ -86,3 +86,11 @@ def plot_loss(history: list[tuple[int, float]], path: str | Path, title: str) ->
     sns.lineplot(data=df, x="step", y="loss", ax=ax)
     ax.set(yscale="log", title=title)
     return save_figure(fig, path)
+
+
+def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Step size against position in [0, 1] (step i at (i - 1/2) / K), one line per K (BOSS's grid shape)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    sns.lineplot(data=steps, x="position", y="size", hue="K", marker="o", palette="viridis", ax=ax)
+    ax.set(xlabel="position of the step in t (0 = noise, 1 = data)", ylabel="step size", yscale="log", title=title)
+    return save_figure(fig, path)

@@ -19,6 +19,7 @@ def test_default_profile_is_valid():
     params = load_params(ROOT / "params.yaml", smoke=False)
     assert params.profile == "default" and set(params.teachers) == {"digits", "moons"}
     assert params.teacher("digits").train.steps > 100 and params.artifacts == ROOT / "artifacts"
+    assert params.boss.n_fine == 100 and params.boss.lora_rank == 4 and 6 in params.boss.finetune_k
 
 
 def test_cifar10_profile_loads_and_validates():
@@ -53,6 +54,10 @@ def _with(path, value):
     (("eval", "methods"), ["euler", "dpm"], r"unknown solver\(s\) \['dpm'\]"),
     (("data", "heldout_fraction"), 1.5, "heldout_fraction must lie in"),
     (("bogus",), 1, r"Unknown top-level key\(s\) \['bogus'\]"),
+    (("boss", "finetune_k"), [4, 200], r"boss.finetune_k\[1\] = 200 exceeds the fine grid"),
+    (("boss", "nfes"), [0], r"boss.nfes\[0\] must be a positive integer"),
+    (("boss", "train", "steps"), 0, "steps=0"),
+    (("boss", "lora_rnk"), 4, r"Unknown key\(s\) \['lora_rnk'\] in boss"),
 ])
 def test_bad_params_are_clear_errors(path, value, match):
     with pytest.raises(ConfigError, match=match):

@@ -1,0 +1,87 @@
+"""BOSS, phase 2: straightening finetune at the Bellman steps (papers/boss.md §3.3).
+
+Pairs are consecutive Bellman points (x_{tau_k}, x_{tau_k+1}) of the teacher's fine Euler trajectories, stored
+with their **integer** fine-grid indices; the loss regresses v(x_{tau_k}, tau_k) onto the chord
+(x_{tau_k+1} - x_{tau_k}) / (tau_k+1 - tau_k), mean over dims and batch, with minibatches drawn uniformly
+from all (sample, interval) pairs. Inputs are teacher states, not the student's own rollout (pitfall 4).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..flow import TrainConfig, TrainResult, train
+from ..models import count_parameters
+from ..models.lora import apply_lora, merge_lora
+from ..solvers.bellman import EulerRollout
+
+
+@dataclass
+class StraighteningPairs:
+    """Start and end states of every Bellman interval of every trajectory, with fine-grid indices."""
+
+    x_a: Tensor
+    x_b: Tensor
+    idx_a: Tensor   # LongTensor into `times`
+    idx_b: Tensor
+    times: Tensor   # the fine grid, float64
+
+    def __len__(self) -> int:
+        return len(self.x_a)
+
+
+def straightening_pairs(rollout: EulerRollout, path: Tensor) -> StraighteningPairs:
+    """One pair per (trajectory, interval) of the Bellman `path` (integer indices into the rollout's grid)."""
+    path = path.long()
+    if path[0] != 0 or path[-1] != len(rollout.times) - 1 or (path.diff() <= 0).any():
+        raise ValueError(f"A Bellman path must increase from 0 to {len(rollout.times) - 1}, got {path.tolist()}.")
+    batch = rollout.states.shape[1]
+    a, b = path[:-1], path[1:]
+    return StraighteningPairs(
+        x_a=rollout.states[a].flatten(0, 1),
+        x_b=rollout.states[b].flatten(0, 1),
+        idx_a=a.repeat_interleave(batch),
+        idx_b=b.repeat_interleave(batch),
+        times=rollout.times,
+    )
+
+
+def straightening_loss(net: nn.Module, pairs: StraighteningPairs, batch_size: int, generator: torch.Generator) -> Tensor:
+    """mean || v(x_a, t_a) - (x_b - x_a) / (t_b - t_a) ||^2 over a uniform minibatch of pairs."""
+    i = torch.randint(len(pairs), (batch_size,), generator=generator)
+    x_a, x_b = pairs.x_a[i], pairs.x_b[i]
+    t_a, t_b = pairs.times[pairs.idx_a[i]], pairs.times[pairs.idx_b[i]]
+    chord = (x_b - x_a) / (t_b - t_a).to(x_a.dtype).view(-1, *([1] * (x_a.dim() - 1)))
+    return (net(x_a, t_a.to(x_a.dtype)) - chord).pow(2).mean()
+
+
+def straighten(
+    teacher: nn.Module,
+    pairs: StraighteningPairs,
+    config: TrainConfig,
+    batch_size: int,
+    *,
+    lora_rank: int | None = None,
+    lora_alpha: float = 1.0,
+    progress: bool = True,
+) -> tuple[nn.Module, TrainResult, int]:
+    """Finetune a copy of `teacher` (all weights, or rank-`lora_rank` LoRA) on `pairs`.
+
+    The student starts from the given teacher weights (flowlib passes the EMA teacher: pitfall 2). Returns the
+    EMA student as a plain network (LoRA merged), the training result, and the number of trained parameters.
+    """
+    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    if lora_rank is not None:
+        student = apply_lora(student, lora_rank, lora_alpha)
+    trained = count_parameters(student, trainable_only=True)
+
+    def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
+        return straightening_loss(net, pairs, batch_size, generator)
+
+    desc = f"boss-{'lora' + str(lora_rank) if lora_rank else 'full'}"
+    result = train(student, loss_fn, config, progress=progress, desc=desc)
+    final = merge_lora(result.ema_model) if lora_rank is not None else result.ema_model
+    return final.eval().requires_grad_(False), result, trained
