@@ -44,10 +44,6 @@ def compute_grids(params: Params, ctx: TeacherContext) -> dict[str, Any]:
     return info
 
 
-def load_grids(params: Params, teacher: str) -> dict[str, Any]:
-    return load_checkpoint(boss_dir(params, teacher) / "grids.pt", f"dvc repro boss@{teacher}")
-
-
 def step_sizes(grids: dict[str, Any]) -> pd.DataFrame:
     """Long table (K, step, position, size) of the Bellman step sizes, for the step-size figure."""
     rows = []

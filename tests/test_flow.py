@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from flowlib.artifacts import load_checkpoint
 from flowlib.data import load_dataset
 from flowlib.flow import (
     EMA, TrainConfig, TrainingDivergedError, flow_matching_loss, linear_path, load_velocity_model, save_velocity_model,
