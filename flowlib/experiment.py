@@ -107,6 +107,7 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     """Train teacher `name` (resuming from its last checkpoint if the config matches) and save its EMA net."""
     tp = params.teacher(name)
     dataset = dataset_for(params, tp.dataset)
+    torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(tp.model, dataset.shape)
     out = teacher_dir(params, name)
     result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,

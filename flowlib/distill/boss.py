@@ -75,6 +75,7 @@ def straighten(
     """
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     if lora_rank is not None:
+        torch.manual_seed(config.seed)  # LoRA's A is random: seed it, or reruns differ
         student = apply_lora(student, lora_rank, lora_alpha)
     trained = count_parameters(student, trainable_only=True)
 
