@@ -17,6 +17,7 @@ from .config import Params
 from .distill import reflow, straighten, straightening_pairs
 from .experiment import TeacherContext, teacher_dir
 from .flow import save_velocity_model
+from .models import count_parameters
 from .solvers import ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
 
 
@@ -83,24 +84,26 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
                             tuple(teacher_state["shape"]), init="ema-teacher")
 
     def record(model, sampler_grid, method: str, solver: str, seconds: float, trained: int) -> None:
-        if solver != "uniform-reflow":
-            save(model, f"{solver}-k{len(sampler_grid) - 1}")
         sampler = ODESampler(model, sampler_grid, "euler", name=solver)
         row = ctx.evaluate(sampler, method=method, train_seconds=seconds, timing_repeats=params.eval.timing_repeats)
         rows.append({**row, "trained_params": trained})
 
     uniform_model, uniform_result = reflow(ctx.model, z, x1, bp.train, bp.batch_size, eps=bp.reflow_eps, progress=progress)
     save(uniform_model, "uniform-reflow")
-    n_params = sum(p.numel() for p in ctx.model.parameters())
+    n_params = count_parameters(ctx.model)
+    lora_name = f"bellman-euler+ft-lora{bp.lora_rank}"
     for k in tqdm(bp.finetune_k, desc="finetune K", disable=not progress):
         path = grids["paths"][k]
         pairs = straightening_pairs(rollout, path)
         full, res, trained = straighten(ctx.model, pairs, bp.train, bp.batch_size, progress=progress)
+        save(full, f"bellman-euler+ft-full-k{k}")
         record(full, times[path], "boss", "bellman-euler+ft-full", res.seconds, trained)
         lora, res, trained = straighten(ctx.model, pairs, bp.train, bp.batch_size, lora_rank=bp.lora_rank,
                                         lora_alpha=bp.lora_alpha, progress=progress)
-        record(lora, times[path], "boss", f"bellman-euler+ft-lora{bp.lora_rank}", res.seconds, trained)
+        save(lora, f"{lora_name}-k{k}")
+        record(lora, times[path], "boss", lora_name, res.seconds, trained)
         distill, res = reflow(ctx.model, z, x1, bp.train, bp.batch_size, k=k, eps=bp.reflow_eps, progress=progress)
+        save(distill, f"distill-{k}-reflow-k{k}")
         record(distill, uniform_grid(k), "reflow", f"distill-{k}-reflow", res.seconds, n_params)
         record(uniform_model, uniform_grid(k), "reflow", "uniform-reflow", uniform_result.seconds, n_params)
     return rows
@@ -131,13 +134,9 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any]) -> pd.D
     evidence = "; ".join(f"K={k}: {q('euler', k):.3g}→{q('bellman-euler', k):.3g} (RMSE {r('euler', k):.2g}→{r('bellman-euler', k):.2g})" for k in bp.nfes)
     claims.append(("Bellman steps beat uniform steps at equal NFE (quality and RMSE, every K)", evidence, _verdict(wins)))
 
-    shapes = []
-    for k in (k for k in bp.nfes if k >= 4):
-        t = grids["times"][grids["paths"][k]]
-        h = (t[1:] - t[:-1])
-        shapes.append(bool(h[0] < h.max() and h[-1] < h.max()))
-    evidence = "; ".join(f"K={k}: " + ", ".join(f"{x:.2f}" for x in (grids["times"][grids["paths"][k]].diff()).tolist())
-                         for k in bp.nfes if k >= 4)
+    sizes = {k: grids["times"][grids["paths"][k]].diff() for k in bp.nfes if k >= 4}
+    shapes = [bool(h[0] < h.max() and h[-1] < h.max()) for h in sizes.values()]
+    evidence = "; ".join(f"K={k}: " + ", ".join(f"{x:.2f}" for x in h.tolist()) for k, h in sizes.items())
     claims.append(("Step sizes are small at both ends, large in the middle (first and last < largest)", evidence, _verdict(shapes)))
 
     ks = sorted(bp.nfes)
@@ -154,8 +153,7 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any]) -> pd.D
 
     wins, parts = [], []
     for k in bp.finetune_k:
-        hit = df[(df["solver"] == lora) & (df["nfe"] == k)]
-        share = float(hit["trained_params"].iloc[0]) / float(df[(df["solver"] == "bellman-euler+ft-full") & (df["nfe"] == k)]["trained_params"].iloc[0])
+        share = _lookup(df, lora, k, "trained_params") / _lookup(df, "bellman-euler+ft-full", k, "trained_params")
         wins.append(q(lora, k) <= 1.25 * q("bellman-euler+ft-full", k))
         parts.append(f"K={k}: LoRA {q(lora, k):.3g} vs full {q('bellman-euler+ft-full', k):.3g} with {100 * share:.1f}% of parameters")
     claims.append(("LoRA is close to full finetuning (quality within 25 %) at a small fraction of parameters",
