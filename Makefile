@@ -1,12 +1,13 @@
 # The two commands of the README: `make repro` (main pipeline) and `make test` (unit tests + notebooks).
 # Both create .venv with the pinned environment first; nothing else needs to be installed but Python 3.11.
+# `make test` lints (ruff) before it runs pytest; `make lint` lints alone.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: repro test install lab bench clean-venv
+.PHONY: repro test lint install lab bench clean-venv
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
@@ -16,8 +17,11 @@ endif
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	$(BIN)/python -m flowlib.report readme
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 install: $(STAMP)
 

@@ -39,13 +39,13 @@ def main() -> None:
         model = build_model(cfg, digits.shape).eval().requires_grad_(False)
         for method, nfe in [("euler", 1), ("euler", 8), ("heun", 8), ("rk4", 8), ("euler", 32)]:
             sampler = ODESampler.uniform(model, nfe, method)
-            _, seconds = time_call(lambda: sampler(noise), args.repeats)
+            _, seconds = time_call(lambda s=sampler: s(noise), args.repeats)
             rows.append({"model": label, "solver": method, "nfe": nfe, "ms_per_sample": 1e3 * seconds / args.batch,
                          "ms_per_nfe_batch": 1e3 * seconds / nfe})
         grid = uniform_grid(32)
         with torch.no_grad():
-            _, plain = time_call(lambda: solve(model, noise, grid, "euler"), args.repeats)
-            _, counted = time_call(lambda: solve(CountingVelocity(model), noise, grid, "euler"), args.repeats)
+            _, plain = time_call(lambda m=model, g=grid: solve(m, noise, g, "euler"), args.repeats)
+            _, counted = time_call(lambda m=model, g=grid: solve(CountingVelocity(m), noise, g, "euler"), args.repeats)
         rows.append({"model": label, "solver": "euler (counter overhead %)", "nfe": 32,
                      "ms_per_sample": 100 * (counted - plain) / plain, "ms_per_nfe_batch": float("nan")})
         train_model = build_model(cfg, digits.shape)

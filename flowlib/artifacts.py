@@ -1,8 +1,12 @@
-"""Checkpoints with integrity checks, atomic writes and run metadata.
+"""Checkpoints with integrity checks, weights-only loading, atomic writes and run metadata.
 
 Every artefact is written to a temporary file in the target directory and renamed into place, so an
 interrupted run never leaves a half-written file behind. Checkpoints carry a SHA-256 of their payload:
 a truncated or corrupted file is reported as such, with the command that rebuilds it.
+
+The checksum lives in the same file, so it proves integrity, not origin. Loading therefore never runs code
+from a file: checkpoints hold only tensors, numbers, strings, lists and dicts, are read with
+`torch.load(weights_only=True)`, and `save_checkpoint` refuses to write anything that such a load would reject.
 """
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import platform
+import re
 import struct
 import tempfile
 import time
@@ -63,11 +69,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _weights_only_load(payload: bytes) -> Any:
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+
+
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
-    """Serialise `obj` with torch.save, prefix it with a checksummed header, and write it atomically."""
+    """Serialise `obj` with torch.save, prefix it with a checksummed header, and write it atomically.
+
+    `obj` may hold only what weights-only loading accepts (tensors, numbers, strings, None, lists, tuples,
+    dicts); anything else (a numpy scalar, a dataclass, a function) is refused before a byte is written.
+    """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
+    try:
+        _weights_only_load(payload)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Refusing to write {path}: it holds objects that weights-only loading rejects ({_first_line(exc)}). "
+            "Store plain tensors, numbers, strings, lists and dicts (convert configs with .model_dump() or dict())."
+        ) from exc
     header = _HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload))
     write_bytes(path, header + payload)
     return Path(path)
@@ -95,7 +116,20 @@ def load_checkpoint(path: str | os.PathLike, rebuild_hint: str = "") -> Any:
         )
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"Checkpoint {path} is corrupt: SHA-256 checksum mismatch.{hint}")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    try:
+        return _weights_only_load(payload)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Checkpoint {path} contains executable objects that weights-only loading refuses "
+            f"({_first_line(exc)}); nothing from it was run. flowlib never loads such files: if an older flowlib "
+            f"wrote it, rebuild it.{hint}"
+        ) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    """The offending global of a weights-only refusal (e.g. `unsupported global io.open`), else the first line."""
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    return f"unsupported global {found.group(1)}" if found else (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

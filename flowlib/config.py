@@ -1,33 +1,321 @@
-"""The one place that reads `params.yaml`: validated parameters, smoke settings and profiles.
+"""The one place that reads `params.yaml`: a declared schema, smoke settings and profiles.
 
-Notebooks call `load_params()` and pass plain values into flowlib; nothing else reads the file.
-- Smoke mode (`FLOWLIB_SMOKE=1`, set by the test command) applies the file's `smoke:` overrides and sends
-  every artefact to `$FLOWLIB_SMOKE_DIR`, so nbval never touches the committed reports.
+The structure of the parameter file is declared once, as typed pydantic models (`ParamsFile` and its
+sections): every key has a type and a range or a list of choices, unknown keys are rejected at every level,
+and a few cross-field rules (K <= N, n_eval <= held-out size, a UNet needs images) are checked after the
+types. `load_params` reports **all** problems at once, one line each, `key.path: given → expected`.
+
+- Smoke mode (`FLOWLIB_SMOKE=1`, set by the test command) applies the file's `smoke:` overrides (checked by
+  the same schema) and sends every artefact to `$FLOWLIB_SMOKE_DIR`, so nbval never touches the reports.
 - Profiles: `params.yaml` is the active profile (the CPU default); `profiles/<name>.yaml` holds the others.
-  `python -m flowlib.config use cifar10` validates one and makes it active; `check` validates a file.
+- CLI: `python -m flowlib.config check [FILE]`, `use NAME`, `schema` (the JSON Schema that editors use).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
-import shutil
+import re
 import sys
 import tempfile
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .data import DATASETS
+from .artifacts import write_text
+from .data import DATASETS, IMAGE_DATASETS, heldout_size
 from .flow import TrainConfig
-from .models import ARCHITECTURES
 from .solvers.fixed_grid import METHODS
+
+SCHEMA_FILE = "params.schema.json"
+
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]  # strict: `true` or 2.5 is not a count
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+SolverName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 
 
 class ConfigError(ValueError):
-    """A parameter file that is malformed, has unknown keys or invalid values."""
+    """A parameter file that is malformed, has unknown keys or invalid values; `problems` lists each one."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class Section(BaseModel):
+    """A block of params.yaml: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------------------------- schema
+class PathsParams(Section):
+    artifacts: str = Field("artifacts", description="DVC-cached checkpoints, ground truth, samples (not in git)")
+    reports: str = Field("reports", description="committed tables and figures; executed notebooks")
+
+
+class DataParams(Section):
+    root: str = Field("data", description="external inputs of the paper profile (data.dvc)")
+    heldout_fraction: float = Field(1 / 3, gt=0, lt=1, description="digits: share of images held out")
+    n_toy: PositiveInt = Field(20_000, description="2-D toys: points per split")
+    seed: NonNegativeInt = 0
+    classifier_steps: PositiveInt = Field(1500, description="digits classifier that defines fid-digits-classifier")
+    inception_weights: str = "data/inception/inception-2015-12-05.pt"
+    inception_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="pins the Inception file")
+
+
+class EvalParams(Section):
+    nfes: list[PositiveInt] = Field([1, 2, 4, 6, 8, 10, 16, 32], min_length=1)
+    methods: list[SolverName] = Field(list(METHODS), min_length=1)
+    gt_rtol: PositiveFloat = Field(1e-5, description="adaptive dopri5 ground truth")
+    gt_atol: PositiveFloat = 1e-5
+    seed: NonNegativeInt = Field(1234, description="evaluation noise, shared by all samplers")
+    timing_repeats: PositiveInt = Field(3, description="ms_per_sample is the best of this many runs")
+
+
+class MLPConfig(Section):
+    """`flowlib.models.MLPVelocity`."""
+
+    arch: Literal["mlp"]
+    hidden: PositiveInt = 512
+    depth: int = Field(4, ge=2)
+    time_dim: PositiveInt = 64
+
+
+class UNetConfig(Section):
+    """`flowlib.models.UNetVelocity` (images only)."""
+
+    arch: Literal["unet"]
+    width: PositiveInt = 32
+    channel_mult: list[PositiveInt] = Field([1, 2], min_length=1)
+    num_res_blocks: PositiveInt = 1
+    attention_levels: list[NonNegativeInt] = []
+    dropout: float = Field(0.0, ge=0, lt=1)
+    time_dim: PositiveInt = 64
+
+
+ModelConfig = Annotated[Union[MLPConfig, UNetConfig], Field(discriminator="arch")]
+
+
+class TeacherParams(Section):
+    dataset: DatasetName
+    n_eval: PositiveInt = Field(description="evaluation samples (at most the held-out split)")
+    batch_size: PositiveInt
+    model: ModelConfig
+    train: TrainConfig
+
+    @property
+    def model_dict(self) -> dict[str, Any]:
+        """The model config as the plain dict `build_model` and checkpoints take."""
+        return self.model.model_dump()
+
+
+class BossParams(Section):
+    """BOSS: Bellman grids, the straightening finetune and the reflow baselines."""
+
+    n_fine: PositiveInt = Field(100, description="fine uniform Euler grid N = K_max (paper: 100)")
+    n_cost: PositiveInt = Field(100, description="noise samples for the cost matrix (paper: 100)")
+    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10], min_length=1, description="Bellman grids evaluated")
+    finetune_k: list[PositiveInt] = Field([4, 6], description="K of the straightening finetunes")
+    n_pairs: PositiveInt = Field(2000, description="teacher trajectories for the pairs (paper: 5000)")
+    batch_size: PositiveInt = 64
+    lora_rank: PositiveInt = 4
+    lora_alpha: PositiveFloat = 1.0
+    reflow_eps: float = Field(1e-3, ge=0, lt=1)
+    seed: NonNegativeInt = 7
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ParamsFile(Section):
+    """The structure of params.yaml (and of every file under profiles/)."""
+
+    profile: str = "default"
+    paths: PathsParams = Field(default_factory=PathsParams)
+    data: DataParams = Field(default_factory=DataParams)
+    eval: EvalParams = Field(default_factory=EvalParams)
+    teachers: dict[str, TeacherParams] = Field(min_length=1, description="one teacher flow per entry")
+    boss: BossParams = Field(default_factory=BossParams)
+    smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
+
+
+# ------------------------------------------------------------------------------------- what callers get
+@dataclass
+class Params:
+    """A validated parameter file with its paths resolved: what notebooks and flowlib functions take."""
+
+    profile: str
+    root: Path
+    artifacts: Path
+    reports: Path
+    data: DataParams
+    eval: EvalParams
+    teachers: dict[str, TeacherParams]
+    boss: BossParams
+    smoke: bool = False
+
+    def teacher(self, name: str) -> TeacherParams:
+        """The teacher called `name`, or a clear error listing the configured ones."""
+        if name not in self.teachers:
+            raise ConfigError(f"No teacher {name!r} in profile {self.profile!r}; configured: {sorted(self.teachers)}.")
+        return self.teachers[name]
+
+
+# ---------------------------------------------------------------------------------------- error messages
+_EXPECTED = {
+    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+    "float_parsing": "a number", "float_type": "a number", "string_type": "text", "bool_type": "true or false",
+    "dict_type": "a mapping of keys to values", "model_type": "a mapping of keys to values", "list_type": "a list",
+    "missing": "this key (it is required)", "string_pattern_mismatch": "a 64-character lowercase hex SHA-256",
+}
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": "≥", "less_than": "<", "less_than_equal": "≤"}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _field_type(model: Any, key: Any, next_key: Any = None) -> Any:
+    """The type one step down `loc` from `model` (a model class, dict/list type or discriminated union)."""
+    origin = typing.get_origin(model)
+    if origin is Annotated:
+        return _field_type(typing.get_args(model)[0], key, next_key)
+    if origin in (list, dict):
+        return typing.get_args(model)[-1]
+    if origin is Union:
+        return next((m for m in typing.get_args(model) if m.model_fields["arch"].annotation.__args__[0] == key), None)
+    if isinstance(model, type) and issubclass(model, BaseModel) and key in model.model_fields:
+        return model.model_fields[key].annotation
+    return None
+
+
+def _resolve(loc: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """Walk `loc` from `ParamsFile`; return the type at its end and the loc without union tags."""
+    node: Any = ParamsFile
+    shown = []
+    for part in loc:
+        is_tag = typing.get_origin(node) is Union or (
+            typing.get_origin(node) is Annotated and typing.get_origin(typing.get_args(node)[0]) is Union)
+        node = _field_type(node, part)
+        if not is_tag:
+            shown.append(part)
+    return node, tuple(shown)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One pydantic error as `key.path: given → expected`."""
+    loc = tuple(error["loc"])
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "extra_forbidden":
+        parent, shown = _resolve(loc[:-1])
+        known = sorted(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        return f"{_path(shown + loc[-1:])}: unknown key → one of the known keys {known}"
+    node, shown = _resolve(loc)
+    given = "nothing" if kind == "missing" else _show(error.get("input"))
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+    elif kind in _BOUNDS:
+        base = typing.get_args(node)[0] if typing.get_origin(node) is Annotated else node
+        noun = "an integer" if base is int else "a number"
+        expected = f"{noun} {_BOUNDS[kind]} {next(iter(ctx.values()))}"
+    elif kind == "literal_error":
+        expected = f"one of {ctx.get('expected')}"
+    elif kind == "union_tag_invalid":
+        expected = f"arch one of {ctx.get('expected_tags')}"
+        given = _show(ctx.get("tag"))
+    elif kind == "too_short":
+        expected = f"at least {ctx.get('min_length')} entr{'y' if ctx.get('min_length') == 1 else 'ies'}"
+    else:
+        expected = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    return f"{_path(shown)}: {given} → {expected}"
+
+
+def _cross_field_problems(pf: ParamsFile) -> list[str]:
+    """Rules that tie keys together; checked once every key has the right type."""
+    problems = []
+    for key in ("nfes", "finetune_k"):
+        for i, k in enumerate(getattr(pf.boss, key)):
+            if k > pf.boss.n_fine:
+                problems.append(f"boss.{key}[{i}]: {k} → at most boss.n_fine = {pf.boss.n_fine} (K jumps on the fine grid)")
+    for name, tp in pf.teachers.items():
+        held = heldout_size(tp.dataset, pf.data.heldout_fraction, pf.data.n_toy)
+        if tp.n_eval > held:
+            problems.append(f"teachers.{name}.n_eval: {tp.n_eval} → at most {held}, the held-out size of {tp.dataset} "
+                            "(samples and real data are scored at the same size)")
+        if tp.model.arch == "unet" and tp.dataset not in IMAGE_DATASETS:
+            problems.append(f"teachers.{name}.model.arch: 'unet' → 'mlp' for the 2-D dataset {tp.dataset!r}")
+    return problems
+
+
+def _deep_update(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = _deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _overridden(problem: str, smoke: dict[str, Any]) -> bool:
+    """Whether the key a problem names is set by the smoke overrides (otherwise the plain check reports it)."""
+    node: Any = smoke
+    for key in re.findall(r"[^.\[\]]+", problem.split(": ", 1)[0]):
+        if isinstance(node, list) and key.isdigit():
+            continue
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def validate(raw: Any) -> tuple[ParamsFile | None, list[str]]:
+    """Check a raw mapping against the schema; return the typed file (or None) and every problem found."""
+    if not isinstance(raw, dict):
+        return None, [f"(top level): {_show(raw)} → a mapping of sections (profile, paths, data, eval, teachers, ...)"]
+    try:
+        pf = ParamsFile.model_validate(raw)
+    except ValidationError as exc:
+        return None, [_describe(e) for e in exc.errors()]
+    return pf, _cross_field_problems(pf)
+
+
+def check_raw(raw: Any, where: str = "params") -> ParamsFile:
+    """Validate a raw file and its smoke overrides; raise one `ConfigError` listing every problem."""
+    pf, problems = validate(raw)
+    smoke = raw.get("smoke") if isinstance(raw, dict) else None
+    if isinstance(smoke, dict) and smoke:
+        _, smoke_problems = validate(_deep_update(raw, smoke))
+        problems += [f"smoke.{p} (with the smoke overrides applied)" for p in smoke_problems if _overridden(p, smoke)]
+    if problems:
+        n = len(problems)
+        raise ConfigError(f"{where}: {n} problem{'s' * (n > 1)}:\n" + "\n".join(f"  - {p}" for p in problems), problems)
+    assert pf is not None
+    return pf
+
+
+def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir: Path | None = None,
+                 where: str = "params") -> Params:
+    """Validate a raw parameter mapping (as read from YAML) into `Params`."""
+    pf = check_raw(raw, where)
+    if smoke and pf.smoke:
+        pf = ParamsFile.model_validate(_deep_update(raw, pf.smoke))
+    base = smoke_dir if smoke and smoke_dir is not None else root
+    return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
+                  data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, smoke=smoke)
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -44,160 +332,14 @@ def smoke_enabled() -> bool:
     return os.environ.get("FLOWLIB_SMOKE", "").lower() in ("1", "true", "yes")
 
 
-@dataclass
-class DataParams:
-    root: str = "data"
-    heldout_fraction: float = 1 / 3
-    n_toy: int = 20_000
-    seed: int = 0
-    classifier_steps: int = 1500
-    inception_weights: str = "data/inception/inception-2015-12-05.pt"
-    inception_sha256: str | None = None
-
-
-@dataclass
-class EvalParams:
-    nfes: list[int] = field(default_factory=lambda: [1, 2, 4, 6, 8, 10, 16, 32])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    gt_rtol: float = 1e-5
-    gt_atol: float = 1e-5
-    seed: int = 1234
-    timing_repeats: int = 3
-
-
-@dataclass
-class TeacherParams:
-    name: str
-    dataset: str
-    n_eval: int
-    batch_size: int
-    model: dict[str, Any]
-    train: TrainConfig
-
-
-@dataclass
-class BossParams:
-    """BOSS (papers/boss.md): Bellman grids, straightening finetune and the reflow baselines."""
-
-    n_fine: int = 100                 # fine uniform Euler grid N (= K_max)
-    n_cost: int = 100                 # noise samples for the cost matrix
-    nfes: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 10])
-    finetune_k: list[int] = field(default_factory=lambda: [4, 6])
-    n_pairs: int = 2000               # teacher trajectories for the straightening pairs (paper: 5000)
-    batch_size: int = 64
-    lora_rank: int = 4
-    lora_alpha: float = 1.0
-    reflow_eps: float = 1e-3
-    seed: int = 7
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass
-class Params:
-    profile: str
-    root: Path
-    artifacts: Path
-    reports: Path
-    data: DataParams
-    eval: EvalParams
-    teachers: dict[str, TeacherParams]
-    boss: BossParams = field(default_factory=BossParams)
-    smoke: bool = False
-
-    def teacher(self, name: str) -> TeacherParams:
-        """The teacher called `name`, or a clear error listing the configured ones."""
-        if name not in self.teachers:
-            raise ConfigError(f"No teacher {name!r} in profile {self.profile!r}; configured: {sorted(self.teachers)}.")
-        return self.teachers[name]
-
-
-def _dataclass_from(cls: type, values: dict[str, Any], where: str, **extra: Any) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}.")
-    known = {f.name for f in fields(cls)} - set(extra)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"Unknown key(s) {unknown} in {where}; known keys: {sorted(known)}.")
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, or a `ConfigError` naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"Parameter file {path} not found; run from the repository (it holds params.yaml).")
     try:
-        return cls(**values, **extra)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid {where}: {exc}") from exc
-
-
-def _deep_update(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = _deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{where} must be a positive integer, got {value!r}.")
-    return value
-
-
-def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir: Path | None = None) -> Params:
-    """Validate a raw parameter mapping (as read from YAML) into `Params`."""
-    allowed = {"profile", "paths", "data", "eval", "teachers", "boss", "smoke"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"Unknown top-level key(s) {unknown}; known: {sorted(allowed)}.")
-    if smoke:
-        raw = _deep_update(raw, raw.get("smoke") or {})
-    paths = raw.get("paths") or {}
-    data = _dataclass_from(DataParams, raw.get("data") or {}, "data")
-    if not 0 < data.heldout_fraction < 1:
-        raise ConfigError(f"data.heldout_fraction must lie in (0, 1), got {data.heldout_fraction}.")
-    ev = _dataclass_from(EvalParams, raw.get("eval") or {}, "eval")
-    for i, nfe in enumerate(ev.nfes):
-        _positive_int(nfe, f"eval.nfes[{i}]")
-    bad = [m for m in ev.methods if m not in METHODS]
-    if bad:
-        raise ConfigError(f"eval.methods has unknown solver(s) {bad}; choose from {list(METHODS)}.")
-    teachers_raw = raw.get("teachers") or {}
-    if not teachers_raw:
-        raise ConfigError("params define no teachers; add at least one under `teachers:`.")
-    teachers = {}
-    for name, t in teachers_raw.items():
-        where = f"teachers.{name}"
-        t = dict(t)
-        train = _dataclass_from(TrainConfig, t.pop("train", {}), f"{where}.train")
-        tp = _dataclass_from(TeacherParams, t, where, name=name, train=train)
-        if tp.dataset not in DATASETS:
-            raise ConfigError(f"{where}.dataset: unknown dataset {tp.dataset!r}; choose one of {list(DATASETS)}.")
-        if tp.model.get("arch") not in ARCHITECTURES:
-            raise ConfigError(f"{where}.model.arch must be one of {sorted(ARCHITECTURES)}, got {tp.model.get('arch')!r}.")
-        _positive_int(tp.n_eval, f"{where}.n_eval")
-        _positive_int(tp.batch_size, f"{where}.batch_size")
-        teachers[name] = tp
-    boss = _parse_boss(raw.get("boss") or {})
-    base = smoke_dir if smoke and smoke_dir is not None else root
-    return Params(
-        profile=str(raw.get("profile", "default")),
-        root=root,
-        artifacts=base / paths.get("artifacts", "artifacts"),
-        reports=base / paths.get("reports", "reports"),
-        data=data,
-        eval=ev,
-        teachers=teachers,
-        boss=boss,
-        smoke=smoke,
-    )
-
-
-def _parse_boss(raw: dict[str, Any]) -> BossParams:
-    raw = dict(raw)
-    train = _dataclass_from(TrainConfig, raw.pop("train", {}), "boss.train")
-    boss = _dataclass_from(BossParams, raw, "boss", train=train)
-    for key in ("n_fine", "n_cost", "n_pairs", "batch_size", "lora_rank"):
-        _positive_int(getattr(boss, key), f"boss.{key}")
-    for key in ("nfes", "finetune_k"):
-        for i, k in enumerate(getattr(boss, key)):
-            _positive_int(k, f"boss.{key}[{i}]")
-            if k > boss.n_fine:
-                raise ConfigError(f"boss.{key}[{i}] = {k} exceeds the fine grid boss.n_fine = {boss.n_fine}.")
-    return boss
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
 
 
 def load_params(path: str | Path = "params.yaml", smoke: bool | None = None) -> Params:
@@ -209,15 +351,9 @@ def load_params(path: str | Path = "params.yaml", smoke: bool | None = None) -> 
     root = repo_root()
     path = Path(path)
     path = path if path.is_absolute() else root / path
-    if not path.is_file():
-        raise ConfigError(f"Parameter file {path} not found; run from the repository (it holds params.yaml).")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     smoke = smoke_enabled() if smoke is None else smoke
     smoke_dir = Path(os.environ.get("FLOWLIB_SMOKE_DIR", Path(tempfile.gettempdir()) / "flowlib-smoke"))
-    params = parse_params(raw, root, smoke=smoke, smoke_dir=smoke_dir)
+    params = parse_params(read_yaml(path), root, smoke=smoke, smoke_dir=smoke_dir, where=path.name)
     params.data.root = str(root / params.data.root)
     params.data.inception_weights = str(root / params.data.inception_weights)
     return params
@@ -230,9 +366,17 @@ def use_profile(name: str, root: Path | None = None) -> Path:
     if not source.is_file():
         available = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
         raise ConfigError(f"No profile {name!r}; available: {available} (the default lives in git's params.yaml).")
-    parse_params(yaml.safe_load(source.read_text()), root)
-    shutil.copyfile(source, root / "params.yaml")
+    check_raw(read_yaml(source), f"profiles/{name}.yaml")
+    text = source.read_text().replace(f"$schema=../{SCHEMA_FILE}", f"$schema={SCHEMA_FILE}", 1)
+    write_text(root / "params.yaml", text)
     return root / "params.yaml"
+
+
+def json_schema() -> str:
+    """The JSON Schema of params.yaml, for editors with a YAML language server (committed as params.schema.json)."""
+    schema = ParamsFile.model_json_schema()
+    schema["title"] = "flowlib params.yaml"
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,13 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="validate a parameter file").add_argument("file", nargs="?", default="params.yaml")
     sub.add_parser("use", help="make profiles/<name>.yaml the active params.yaml").add_argument("name")
+    sub.add_parser("schema", help=f"print the JSON Schema of params.yaml (committed as {SCHEMA_FILE})")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "check":
             params = load_params(args.file, smoke=False)
             print(f"{args.file}: profile {params.profile!r}, teachers {sorted(params.teachers)}: OK")
+        elif args.cmd == "schema":
+            sys.stdout.write(json_schema())
         else:
-            print(f"params.yaml is now profile {args.name!r} ({use_profile(args.name)}); `git checkout params.yaml` restores the default.")
+            path = use_profile(args.name)
+            print(f"params.yaml is now profile {args.name!r} ({path}); `git checkout params.yaml` restores the default.")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,12 +18,15 @@ from torch import Tensor
 TOY_DATASETS = ("8gaussians", "moons", "checkerboard")
 IMAGE_DATASETS = ("digits", "cifar10")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
+DIGITS_SIZE = 1797        # scikit-learn's bundled 8x8 digits
+CIFAR10_TEST_SIZE = 10_000  # the official test batch, our held-out split
 
 CIFAR10_HELP = (
     "CIFAR-10 is an input of the paper-scale `cifar10` profile and is never downloaded at run time. "
-    "Download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it so that "
-    "{root}/cifar-10-batches-py/data_batch_1 ... test_batch exist (or put PNG files under {root}/train/ and "
-    "{root}/test/), then run `dvc add data` or `dvc pull data.dvc` if your remote holds it."
+    "Download cifar-10-binary.tar.gz (or cifar-10-python.tar.gz) from https://www.cs.toronto.edu/~kriz/cifar.html "
+    "and extract it so that {root}/cifar-10-batches-bin/data_batch_1.bin ... test_batch.bin (or "
+    "{root}/cifar-10-batches-py/data_batch_1 ... test_batch) exist, or put PNG files under {root}/train/ and "
+    "{root}/test/; then run `dvc add data` (or `dvc pull data.dvc` if your remote holds it)."
 )
 
 
@@ -134,16 +137,42 @@ def digits_labels(heldout_fraction: float = 1 / 3, seed: int = 0) -> tuple[Tenso
     return y[train_idx], y[held_idx]
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 python batch and nothing else: only numpy's array reconstruction may be called.
+
+    The official "python version" archive is a set of pickles (a dict of bytes keys, a uint8 `data` array and
+    `labels`); a plain `pickle.load` would run whatever code a tampered file names, so every other global is
+    refused. The binary archive (`cifar-10-batches-bin`) needs no pickle at all and is read when present.
+    """
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only numpy arrays")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is not a CIFAR batch
         raise DatasetError(f"{path} is not a readable CIFAR-10 python batch ({exc}). Re-extract the archive.") from exc
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{path}: expected data of shape [N, 3072], got {data.shape}. Re-extract the archive.")
     return data.reshape(-1, 3, 32, 32)
+
+
+def _read_cifar_binary(path: Path) -> np.ndarray:
+    """One file of the official binary archive: records of 1 label byte and 3,072 pixel bytes (CHW)."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % 3073:
+        raise DatasetError(f"{path}: {raw.size} bytes is not a whole number of 3,073-byte CIFAR-10 records. "
+                           "Re-extract the archive.")
+    return raw.reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32)
 
 
 def _read_png_folder(folder: Path) -> np.ndarray:
@@ -161,20 +190,29 @@ def _read_png_folder(folder: Path) -> np.ndarray:
     return np.stack(images)
 
 
+def _cifar_files(folder: Path, train: list[str], test: str, root: Path) -> list[Path]:
+    files = [folder / name for name in train + [test]]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise DatasetError(f"CIFAR-10 under {folder} is incomplete: missing {missing}. " + CIFAR10_HELP.format(root=root))
+    return files
+
+
 def load_cifar10(root: str | Path = "data/cifar10") -> Dataset:
-    """CIFAR-10 from the standard python batches or PNG folders under `root` ([N, 3, 32, 32] in [-1, 1]).
+    """CIFAR-10 from the official binary or python archive, or PNG folders, under `root` ([N, 3, 32, 32] in [-1, 1]).
 
     The official test set is the held-out split.
     """
     root = Path(root)
-    batches = root / "cifar-10-batches-py"
-    if batches.is_dir():
-        train_files = [batches / f"data_batch_{i}" for i in range(1, 6)]
-        missing = [f.name for f in train_files + [batches / "test_batch"] if not f.is_file()]
-        if missing:
-            raise DatasetError(f"CIFAR-10 under {batches} is incomplete: missing {missing}. " + CIFAR10_HELP.format(root=root))
+    binary, python = root / "cifar-10-batches-bin", root / "cifar-10-batches-py"
+    if binary.is_dir():
+        *train_files, test_file = _cifar_files(binary, [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin", root)
+        train = np.concatenate([_read_cifar_binary(f) for f in train_files])
+        test = _read_cifar_binary(test_file)
+    elif python.is_dir():
+        *train_files, test_file = _cifar_files(python, [f"data_batch_{i}" for i in range(1, 6)], "test_batch", root)
         train = np.concatenate([_read_cifar_batch(f) for f in train_files])
-        test = _read_cifar_batch(batches / "test_batch")
+        test = _read_cifar_batch(test_file)
     elif (root / "train").is_dir() and (root / "test").is_dir():
         train, test = _read_png_folder(root / "train"), _read_png_folder(root / "test")
     else:
@@ -183,6 +221,17 @@ def load_cifar10(root: str | Path = "data/cifar10") -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------- the API
+def heldout_size(name: str, heldout_fraction: float = 1 / 3, n_toy: int = 20_000) -> int:
+    """Size of a dataset's held-out split without loading it (the config checks `n_eval` against it)."""
+    if name in _TOY_SAMPLERS:
+        return n_toy
+    if name == "digits":
+        return int(round(DIGITS_SIZE * heldout_fraction))
+    if name == "cifar10":
+        return CIFAR10_TEST_SIZE
+    raise DatasetError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
+
+
 def load_dataset(
     name: str,
     root: str | Path = "data",

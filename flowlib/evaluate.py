@@ -123,14 +123,26 @@ def merge_results(results_dir: str | Path) -> pd.DataFrame:
     return pd.concat([read_results(f) for f in files], ignore_index=True)
 
 
-def write_metrics(df: pd.DataFrame, path: str | Path) -> dict[str, Any]:
-    """A nested JSON summary `{dataset: {method/solver/nfeN: {quality, rmse_to_gt}}}` for `dvc metrics`."""
-    summary: dict[str, Any] = {}
-    for row in df.itertuples(index=False):
-        key = f"{row.method}/{row.solver}/nfe{int(row.nfe)}"
-        summary.setdefault(row.dataset, {})[key] = {
-            "quality": None if pd.isna(row.quality) else round(float(row.quality), 6),
-            "rmse_to_gt": None if pd.isna(row.rmse_to_gt) else round(float(row.rmse_to_gt), 6),
-        }
-    write_json(path, summary)
-    return summary
+def _short(x: float) -> float | None:
+    return None if pd.isna(x) else float(f"{float(x):.4g}")
+
+
+def headline_metrics(df: pd.DataFrame, nfes: Iterable[int] = (4, 8), **extra: float) -> dict[str, Any]:
+    """A stage's few headline numbers for `dvc metrics`: the best quality at each NFE in `nfes` (`q4`, ...)
+    over the stage's samplers, plus `extra` (e.g. `gt`, `heldout`, `train_s`), rounded to 4 digits.
+
+    The full tables stay in reports/results/*.csv; this keeps `dvc metrics show` readable.
+    """
+    samplers = df[~df["solver"].isin(["adaptive", "heldout"])]
+    out: dict[str, Any] = {}
+    for n in nfes:
+        at = samplers.loc[samplers["nfe"] == n, "quality"]
+        out[f"q{n}"] = _short(at.min()) if len(at) else None
+    out.update({k: _short(v) for k, v in extra.items()})
+    return out
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write a stage's headline metrics (a flat dict of at most about ten numbers) as JSON."""
+    write_json(path, metrics)
+    return metrics

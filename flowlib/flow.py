@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -56,32 +57,23 @@ class EMA:
             ema_b.copy_(b)
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by every trainer in flowlib."""
+class TrainConfig(BaseModel):
+    """Optimisation settings shared by every trainer in flowlib (validated on construction).
 
-    steps: int = 1000
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    seed: int = 0
-    ckpt_every: int = 500
-    log_every: int = 50
+    The same model is the `train:` block of every stage in params.yaml, so a bad value fails with the key's name.
+    """
 
-    def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 1,
-            "lr": self.lr > 0,
-            "warmup": self.warmup >= 0,
-            "grad_clip": self.grad_clip > 0,
-            "ckpt_every": self.ckpt_every >= 1,
-            "log_every": self.log_every >= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"TrainConfig: invalid {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    steps: int = Field(1000, ge=1, strict=True, description="optimiser steps")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: int = Field(100, ge=0, strict=True, description="linear warmup steps")
+    grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay in [0, 1); 0 keeps the raw weights")
+    seed: int = Field(0, ge=0, strict=True)
+    ckpt_every: int = Field(500, ge=1, strict=True, description="steps between resumable checkpoints")
+    log_every: int = Field(50, ge=1, strict=True, description="steps per logged loss average")
 
 
 @dataclass
@@ -132,7 +124,7 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    fingerprint = config_hash({"train": asdict(config), "run": run_config or {}, "world": world})
+    fingerprint = config_hash({"train": config.model_dump(), "run": run_config or {}, "world": world})
     ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
     step, history, seconds = 0, [], 0.0
     if ckpt_path is not None and ckpt_path.exists():
@@ -188,8 +180,9 @@ def train(
         loss = loss_fn(net, generator)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
-                f"{desc}: loss became {'NaN' if torch.isnan(loss) else 'infinite'} at step {step}. Lower the learning rate (lr={config.lr}), "
-                f"tighten grad_clip (={config.grad_clip}), or check the inputs for NaNs."
+                f"{desc}: loss became {'NaN' if torch.isnan(loss) else 'infinite'} at step {step}. "
+                f"Lower the learning rate (lr={config.lr}), tighten grad_clip (={config.grad_clip}), "
+                "or check the inputs for NaNs."
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

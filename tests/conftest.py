@@ -7,7 +7,7 @@ from torch import Tensor
 
 
 class GaussianField:
-    """Exact marginal velocity of data N(mu, sd^2 I) on the linear path (papers/README, shared test field).
+    """Exact marginal velocity of data N(mu, sd^2 I) on the linear path (the closed-form Gaussian test field).
 
     v(x, t) = mu + (dS/S)(x - t mu), S_t^2 = t^2 sd^2 + (1 - t)^2; from noise x0: x(t) = t mu + S_t x0.
     """

@@ -46,3 +46,42 @@ def test_failed_write_leaves_nothing(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+class _Payload:
+    """An object whose unpickling would create a file (a `__reduce__` payload)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_checkpoint_that_would_run_code_is_rejected(tmp_path):
+    import hashlib
+    import io
+
+    from flowlib.artifacts import _HEADER, MAGIC
+
+    target = tmp_path / "created-by-load"
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.ones(3)}, "meta": _Payload(target)}, buffer)
+    payload = buffer.getvalue()
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(_HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload)) + payload)  # valid header
+    with pytest.raises(CheckpointError, match=r"teacher.pt contains executable objects.*io.open.*nothing from it was run"):
+        load_checkpoint(path, rebuild_hint="dvc repro teacher@digits")
+    assert not target.exists()
+
+
+def test_save_refuses_what_weights_only_loading_rejects(tmp_path):
+    import numpy as np
+
+    with pytest.raises(CheckpointError, match="Refusing to write.*numpy"):
+        save_checkpoint({"accuracy": np.float64(0.9)}, tmp_path / "ckpt.pt")
+    assert list(tmp_path.iterdir()) == []
+    plain = {"w": torch.ones(2), "meta": {"steps": 3, "loss": 0.5, "name": "x", "shape": [1, 8, 8], "none": None},
+             "history": [(1, 0.5)], "dtype": torch.float32}
+    back = load_checkpoint(save_checkpoint(plain, tmp_path / "ok.pt"))
+    assert back["meta"] == plain["meta"] and back["history"] == [(1, 0.5)] and back["dtype"] is torch.float32

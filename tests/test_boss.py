@@ -36,7 +36,8 @@ def test_ties_go_to_the_first_index():
 
 
 def test_k_equals_n_gives_the_uniform_fine_grid(gaussian_field):
-    rollout = euler_rollout(gaussian_field, torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 10)
+    noise = torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rollout = euler_rollout(gaussian_field, noise, 10)
     cost = euler_cost_matrix(rollout)
     assert bellman_grid(cost, 10).tolist() == list(range(11))
     assert bellman_values(cost, 10)[10, 0] == 0.0

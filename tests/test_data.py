@@ -45,7 +45,7 @@ def _write_batch(path, n, seed):
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
     with open(path, "wb") as f:
-        pickle.dump({b"data": data, b"labels": list(rng.integers(0, 10, n))}, f)
+        pickle.dump({b"data": data, b"labels": rng.integers(0, 10, n).tolist()}, f)  # as the official archive
     return data
 
 
@@ -87,3 +87,43 @@ def test_cifar10_missing_or_corrupt(tmp_path):
     (batches / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="test_batch is not a readable CIFAR-10"):
         load_dataset("cifar10", root=tmp_path)
+
+
+def test_cifar10_binary_archive(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    records = {name: rng.integers(0, 256, size=(n, 3073), dtype=np.uint8)
+               for name, n in [(f"data_batch_{i}.bin", 2) for i in range(1, 6)] + [("test_batch.bin", 3)]}
+    for name, rec in records.items():
+        rec.tofile(folder / name)
+    ds = load_cifar10(tmp_path)
+    assert ds.train.shape == (10, 3, 32, 32) and ds.heldout.shape == (3, 3, 32, 32)
+    first = records["data_batch_1.bin"][0]
+    assert ds.train[0, 2, 31, 31].item() == pytest.approx(first[1 + 3071] / 255 * 2 - 1, abs=1e-6)  # label byte skipped
+    (folder / "test_batch.bin").write_bytes(b"\0" * 100)
+    with pytest.raises(DatasetError, match="not a whole number of 3,073-byte"):
+        load_cifar10(tmp_path)
+
+
+class _Payload:
+    """A pickle that would create a file when loaded."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_cifar10_batch_runs_no_code(tmp_path):
+    batches = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for i in range(1, 6):
+        _write_batch(batches / f"data_batch_{i}", 2, i)
+    target = tmp_path / "pwned"
+    with open(batches / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Payload(target)}, f)
+    with pytest.raises(DatasetError, match="test_batch is not a readable.*refusing to load .*open"):
+        load_dataset("cifar10", root=tmp_path)
+    assert not target.exists()

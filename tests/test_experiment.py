@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from flowlib.config import parse_params
-from flowlib.experiment import fit_teacher, load_teacher
+from flowlib.experiments.common import fit_teacher, load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +20,23 @@ def test_fit_teacher_is_deterministic(tmp_path):
         runs.append(load_teacher(params, "moons"))
     x, t = torch.randn(8, 2), torch.rand(8)
     assert torch.equal(runs[0](x, t), runs[1](x, t))
+
+
+def test_every_pipeline_checkpoint_loads_weights_only(tmp_path):
+    """Teacher (last.pt and teacher.pt), ground truth, classifier, BOSS grids and every student: all plain data."""
+    from flowlib.artifacts import load_checkpoint
+    from flowlib.experiments.boss import compute_grids, finetune_rows
+    from flowlib.experiments.common import load_context, solve_ground_truth, train_feature_classifier
+
+    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()), ROOT, smoke=True, smoke_dir=tmp_path)
+    train_feature_classifier(params)
+    fit_teacher(params, "moons", progress=False)
+    solve_ground_truth(params, "moons")
+    ctx = load_context(params, "moons")
+    finetune_rows(params, ctx, compute_grids(params, ctx), progress=False)
+    written = sorted(p.relative_to(params.artifacts).as_posix() for p in params.artifacts.rglob("*.pt"))
+    assert {"teachers/moons/last.pt", "teachers/moons/teacher.pt", "teachers/moons/ground_truth.pt",
+            "features/digits_classifier.pt", "boss/moons/grids.pt", "boss/moons/uniform-reflow.pt"} <= set(written)
+    assert any(w.startswith("boss/moons/bellman-euler+ft-lora") for w in written)
+    for name in written:
+        load_checkpoint(params.artifacts / name)  # weights-only: raises on anything that is not plain data

@@ -3,8 +3,15 @@ import torch
 
 from flowlib.data import load_dataset
 from flowlib.flow import (
-    EMA, TrainConfig, TrainingDivergedError, flow_matching_loss, linear_path, load_velocity_model, save_velocity_model,
-    train, train_teacher,
+    EMA,
+    TrainConfig,
+    TrainingDivergedError,
+    flow_matching_loss,
+    linear_path,
+    load_velocity_model,
+    save_velocity_model,
+    train,
+    train_teacher,
 )
 from flowlib.models import build_model
 
@@ -61,7 +68,8 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_stale_checkpoint_is_not_resumed(tmp_path, capsys):
     ds = load_dataset("moons", n_toy=500)
-    train_teacher(build_model(MLP, ds.shape), ds.sample_batch, 16, TrainConfig(steps=4, warmup=1, ckpt_every=2), tmp_path, progress=False)
+    first = TrainConfig(steps=4, warmup=1, ckpt_every=2)
+    train_teacher(build_model(MLP, ds.shape), ds.sample_batch, 16, first, tmp_path, progress=False)
     result = train_teacher(build_model(MLP, ds.shape), ds.sample_batch, 16, TrainConfig(steps=4, lr=5e-4, warmup=1, ckpt_every=2),
                            tmp_path, progress=False)
     assert result.resumed_from == 0 and "different configuration" in capsys.readouterr().out

@@ -5,8 +5,17 @@ import torch
 
 from flowlib.data import digits_labels, load_dataset
 from flowlib.metrics import (
-    FID, ClassifierFeatures, InceptionFeatures, MetricError, SlicedW2, check_same_metric, frechet_distance,
-    gaussian_stats, rmse, sliced_wasserstein, train_digits_classifier,
+    FID,
+    ClassifierFeatures,
+    InceptionFeatures,
+    MetricError,
+    SlicedW2,
+    check_same_metric,
+    frechet_distance,
+    gaussian_stats,
+    rmse,
+    sliced_wasserstein,
+    train_digits_classifier,
 )
 
 

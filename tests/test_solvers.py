@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from flowlib.solvers import (
-    METHODS, AdaptiveSampler, CountingVelocity, GridError, ODESampler, Sampler, solve, solve_adaptive, uniform_grid,
+    METHODS,
+    AdaptiveSampler,
+    CountingVelocity,
+    GridError,
+    ODESampler,
+    Sampler,
+    solve,
+    solve_adaptive,
+    uniform_grid,
 )
 
 

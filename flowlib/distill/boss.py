@@ -1,9 +1,10 @@
-"""BOSS, phase 2: straightening finetune at the Bellman steps (papers/boss.md §3.3).
+"""BOSS, phase 2: straightening finetune at the Bellman steps (notebook 02_boss, Method).
 
 Pairs are consecutive Bellman points (x_{tau_k}, x_{tau_k+1}) of the teacher's fine Euler trajectories, stored
 with their **integer** fine-grid indices; the loss regresses v(x_{tau_k}, tau_k) onto the chord
 (x_{tau_k+1} - x_{tau_k}) / (tau_k+1 - tau_k), mean over dims and batch, with minibatches drawn uniformly
-from all (sample, interval) pairs. Inputs are teacher states, not the student's own rollout (pitfall 4).
+from all (sample, interval) pairs. Inputs are teacher states, not the student's own rollout: by design, so each K
+gets its own finetune.
 """
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ def straighten(
 ) -> tuple[nn.Module, TrainResult, int]:
     """Finetune a copy of `teacher` (all weights, or rank-`lora_rank` LoRA) on `pairs`.
 
-    The student starts from the given teacher weights (flowlib passes the EMA teacher: pitfall 2). Returns the
-    EMA student as a plain network (LoRA merged), the training result, and the number of trained parameters.
+    The student starts from the given teacher weights (flowlib passes the EMA teacher; the official code starts
+    from the raw weights). Returns the EMA student as a plain network (LoRA merged), the training result, and the
+    number of trained parameters.
     """
     student = copy.deepcopy(teacher).requires_grad_(True).train()
     if lora_rank is not None:

@@ -1,4 +1,4 @@
-"""The reflow baselines of BOSS (papers/boss.md §3.4): finetune on (noise, teacher sample) couplings.
+"""The reflow baselines of BOSS (its Table 2): finetune on (noise, teacher sample) couplings.
 
 Uniform-Reflow draws t ~ U(eps, 1); Distill-k-Reflow draws t from the k points eps + j (1 - eps) / k. Both
 regress v(x_t, t) onto x1_hat - z with x_t = (1 - t) z + t x1_hat, under the same budget as straightening.

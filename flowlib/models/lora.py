@@ -1,4 +1,4 @@
-"""LoRA on every Linear and Conv2d weight (BOSS's parameter-efficient straightening, papers/boss.md §3.3).
+"""LoRA on every Linear and Conv2d weight (BOSS's parameter-efficient straightening).
 
 W' = W + (alpha / r) B A, with A Kaiming-uniform (a = sqrt 5) and B = 0, so the wrapped model's output equals
 the original's exactly at initialisation. A conv weight is treated as an (out, in/groups * kh * kw) matrix.

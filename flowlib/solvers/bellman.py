@@ -1,9 +1,9 @@
-"""BOSS, phase 1: Bellman-optimal K-step Euler grids (papers/boss.md §3.1-3.2).
+"""BOSS, phase 1: Bellman-optimal K-step Euler grids (Nguyen et al., ICLR 2024; notebook 02_boss, Method).
 
 The teacher is rolled out with N-step uniform Euler; c[j, k] is the mean over samples of the squared error
 (summed over dims) of one Euler jump from fine point j to k against that fine trajectory. `bellman_grid` finds
 the path 0 -> N with exactly K jumps and minimal total cost by dynamic programming, returning **integer
-indices** into the fine grid (pitfall 1: never look times up by float equality).
+indices** into the fine grid (never look times up by float equality: a recomputed grid or a dtype change breaks the match).
 """
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def _check_cost_and_k(cost: Tensor, k: int) -> int:
         raise ValueError(f"The cost matrix must be square (N+1) x (N+1) with N >= 1, got shape {tuple(cost.shape)}.")
     n = cost.shape[0] - 1
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
-        raise ValueError(f"K (the number of Euler steps) must be an integer in [1, {n}] for a fine grid of {n} intervals, got {k!r}.")
+        raise ValueError(f"K (the number of Euler steps) must be an integer in [1, {n}] for a fine grid of {n} intervals, "
+                         f"got {k!r}.")
     return n
 
 

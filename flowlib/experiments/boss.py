@@ -1,10 +1,11 @@
 """The BOSS experiment of notebook 02_boss: Bellman grids, the paper's Table 1 and Table 2 analogues, and
-a verdict on each claim (papers/boss.md §6). Algorithms live in flowlib.solvers.bellman and
-flowlib.distill; this module wires them to one teacher and the shared result table.
+a computed verdict on each claim. Algorithms live in flowlib.solvers.bellman and flowlib.distill; this module
+wires them to one teacher, the shared result table and the claims table.
 """
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import load_checkpoint, save_checkpoint
-from .config import Params
-from .distill import reflow, straighten, straightening_pairs
-from .experiment import TeacherContext, teacher_dir
-from .flow import save_velocity_model
-from .models import count_parameters
-from .solvers import ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
+from ..artifacts import load_checkpoint, save_checkpoint
+from ..claims import Claim, both, less, verdict
+from ..config import Params
+from ..distill import reflow, straighten, straightening_pairs
+from ..flow import save_velocity_model
+from ..models import count_parameters
+from ..solvers import ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
+from .common import TeacherContext, teacher_dir
 
 
 def boss_dir(params: Params, teacher: str) -> Path:
@@ -115,52 +117,74 @@ def _lookup(df: pd.DataFrame, solver: str, nfe: int, col: str) -> float:
     return float(hit[col].iloc[0]) if len(hit) else float("nan")
 
 
-def _verdict(wins: list[bool]) -> str:
-    if wins and all(wins):
-        return "holds"
-    return "partly holds" if any(wins) else "does not hold"
+def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher: str,
+                teacher_seconds: float) -> list[Claim]:
+    """The paper's claims with this run's numbers and a computed verdict.
 
-
-def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any]) -> pd.DataFrame:
-    """The paper's claims with this run's numbers (quality and RMSE from `df`, which holds the teacher's
-    baseline rows and the BOSS rows) and a verdict; criteria are stated in each row."""
+    `df` holds the teacher's baseline rows and the BOSS rows (quality and RMSE to the ground truth); the
+    paper's numbers are FID from its Tables 1-2 and appendix (as reported by the paper).
+    """
     bp = params.boss
-    lora = f"bellman-euler+ft-lora{bp.lora_rank}"
+    lora, full = f"bellman-euler+ft-lora{bp.lora_rank}", "bellman-euler+ft-full"
     q = lambda s, k: _lookup(df, s, k, "quality")  # noqa: E731
     r = lambda s, k: _lookup(df, s, k, "rmse_to_gt")  # noqa: E731
+    claim = partial(Claim, "boss", teacher)
     claims = []
 
-    wins = [q("bellman-euler", k) < q("euler", k) and r("bellman-euler", k) < r("euler", k) for k in bp.nfes]
-    evidence = "; ".join(f"K={k}: {q('euler', k):.3g}→{q('bellman-euler', k):.3g} (RMSE {r('euler', k):.2g}→{r('bellman-euler', k):.2g})" for k in bp.nfes)
-    claims.append(("Bellman steps beat uniform steps at equal NFE (quality and RMSE, every K)", evidence, _verdict(wins)))
+    claims.append(claim(
+        "bellman-beats-uniform", "Bellman steps beat uniform steps at equal NFE, without training",
+        "at every K: quality and RMSE to the ground truth of Euler on the Bellman grid < uniform Euler",
+        "FID uniform → Bellman: CIFAR-10 51.95 → 47.57 (4 NFE), 16.82 → 15.74 (8); CelebA-HQ 158.95 → 92.03 (4)",
+        "; ".join(f"K={k}: {q('euler', k):.3g} → {q('bellman-euler', k):.3g} (RMSE {r('euler', k):.2g} → "
+                  f"{r('bellman-euler', k):.2g})" for k in bp.nfes),
+        verdict(both(less(q("bellman-euler", k), q("euler", k)), less(r("bellman-euler", k), r("euler", k))) for k in bp.nfes)))
 
     sizes = {k: grids["times"][grids["paths"][k]].diff() for k in bp.nfes if k >= 4}
-    shapes = [bool(h[0] < h.max() and h[-1] < h.max()) for h in sizes.values()]
-    evidence = "; ".join(f"K={k}: " + ", ".join(f"{x:.2f}" for x in h.tolist()) for k, h in sizes.items())
-    claims.append(("Step sizes are small at both ends, large in the middle (first and last < largest)", evidence, _verdict(shapes)))
+    claims.append(claim(
+        "grid-shape", "Bellman step sizes are small at both ends and large in the middle",
+        "for every K ≥ 4: the first and the last step are both smaller than the largest step",
+        "CelebA-HQ, K=8: 0.02, 0.05, 0.11, 0.17, 0.21, 0.20, 0.16, 0.08",
+        "; ".join(f"K={k}: " + ", ".join(f"{x:.2f}" for x in h.tolist()) for k, h in sizes.items()),
+        verdict(bool(h[0] < h.max() and h[-1] < h.max()) for h in sizes.values())))
 
     ks = sorted(bp.nfes)
-    dp = [grids["dp_value"][k] for k in ks]
-    rm = [r("bellman-euler", k) for k in ks]
-    mono = all(a > b for a, b in zip(dp, dp[1:])) and all(a > b for a, b in zip(rm, rm[1:]))
-    claims.append(("DP value falls with K and ranks grids like RMSE to GT",
-                   "; ".join(f"K={k}: V={v:.3g}, RMSE={e:.2g}" for k, v, e in zip(ks, dp, rm)), _verdict([mono])))
+    dp, rm = [grids["dp_value"][k] for k in ks], [r("bellman-euler", k) for k in ks]
+    claims.append(claim(
+        "dp-value-tracks-error", "The DP value falls with K and ranks the grids like their real error",
+        "V(0, K) and the RMSE to the ground truth of Bellman Euler both decrease strictly with K",
+        "- (a property of the method; no table)",
+        "; ".join(f"K={k}: V={v:.3g}, RMSE={e:.2g}" for k, v, e in zip(ks, dp, rm)),
+        verdict([all(a > b for a, b in zip(dp, dp[1:])) and all(a > b for a, b in zip(rm, rm[1:]))])))
 
-    wins = [q("bellman-euler+ft-full", k) < q("bellman-euler", k) for k in bp.finetune_k]
-    claims.append(("Straightening improves on the training-free Bellman grid",
-                   "; ".join(f"K={k}: {q('bellman-euler', k):.3g}→{q('bellman-euler+ft-full', k):.3g}" for k in bp.finetune_k),
-                   _verdict(wins)))
+    claims.append(claim(
+        "straightening-improves", "Straightening improves on the training-free Bellman grid",
+        "at every finetuned K: quality of BOSS (full finetune) < Bellman Euler without training",
+        "CelebA-HQ, 6 NFE: FID 72.54 → 18.67",
+        "; ".join(f"K={k}: {q('bellman-euler', k):.3g} → {q(full, k):.3g}" for k in bp.finetune_k),
+        verdict(less(q(full, k), q("bellman-euler", k)) for k in bp.finetune_k)))
 
-    wins, parts = [], []
-    for k in bp.finetune_k:
-        share = _lookup(df, lora, k, "trained_params") / _lookup(df, "bellman-euler+ft-full", k, "trained_params")
-        wins.append(q(lora, k) <= 1.25 * q("bellman-euler+ft-full", k))
-        parts.append(f"K={k}: LoRA {q(lora, k):.3g} vs full {q('bellman-euler+ft-full', k):.3g} with {100 * share:.1f}% of parameters")
-    claims.append(("LoRA is close to full finetuning (quality within 25 %) at a small fraction of parameters",
-                   "; ".join(parts), _verdict(wins)))
+    shares = {k: _lookup(df, lora, k, "trained_params") / _lookup(df, full, k, "trained_params") for k in bp.finetune_k}
+    claims.append(claim(
+        "lora-close-to-full", "LoRA straightening comes close to full finetuning with a small share of the parameters",
+        "at every finetuned K: quality of LoRA < 1.25 × quality of full finetuning",
+        "CelebA-HQ: FID 36.70 (LoRA r=4, about 2 % of parameters) vs 33.86 (full)",
+        "; ".join(f"K={k}: LoRA {q(lora, k):.3g} vs full {q(full, k):.3g} with {100 * shares[k]:.1f}% of parameters"
+                  for k in bp.finetune_k),
+        verdict(less(q(lora, k), 1.25 * q(full, k)) for k in bp.finetune_k)))
 
-    wins = [q("bellman-euler+ft-full", k) < min(q("uniform-reflow", k), q(f"distill-{k}-reflow", k)) for k in bp.finetune_k]
-    claims.append(("BOSS beats Uniform-Reflow and Distill-K-Reflow at equal iterations",
-                   "; ".join(f"K={k}: BOSS {q('bellman-euler+ft-full', k):.3g}, uniform-reflow {q('uniform-reflow', k):.3g}, "
-                             f"distill-{k} {q(f'distill-{k}-reflow', k):.3g}" for k in bp.finetune_k), _verdict(wins)))
-    return pd.DataFrame(claims, columns=["claim", "our numbers", "verdict"])
+    claims.append(claim(
+        "beats-reflow", "BOSS beats Uniform-Reflow and Distill-K-Reflow at equal iterations (harder data)",
+        "at every finetuned K: quality of BOSS < both reflow baselines at K NFE",
+        "6 NFE FID: CelebA-HQ 18.67 vs 34.56 (Distill-6) and 43.57 (Uniform); CIFAR-10 4.80 vs 4.35 and 4.33 (no gain)",
+        "; ".join(f"K={k}: BOSS {q(full, k):.3g}, uniform-reflow {q('uniform-reflow', k):.3g}, "
+                  f"distill-{k} {q(f'distill-{k}-reflow', k):.3g}" for k in bp.finetune_k),
+        verdict(both(less(q(full, k), q("uniform-reflow", k)), less(q(full, k), q(f"distill-{k}-reflow", k)))
+                for k in bp.finetune_k)))
+
+    claims.append(claim(
+        "phase1-is-cheap", "Choosing the steps (Phase 1) is negligible next to training the teacher",
+        "Phase 1 wall time < 5 % of the teacher's training time",
+        "about 115 s on one A5000 at 256² (N = 100 samples, 100-step reference)",
+        f"Phase 1 {grids['seconds']:.2f} s vs teacher training {teacher_seconds:.0f} s",
+        verdict([grids["seconds"] < 0.05 * teacher_seconds])))
+    return claims

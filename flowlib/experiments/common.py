@@ -8,19 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
-from .config import Params, TeacherParams
-from .data import Dataset, digits_labels, load_dataset
-from .evaluate import data_row, evaluate
-from .flow import load_velocity_model, save_velocity_model, train_teacher
-from .metrics import FID, ClassifierFeatures, InceptionFeatures, QualityMetric, SlicedW2, train_digits_classifier
-from .models import build_model, count_parameters
-from .solvers import AdaptiveSampler, ODESampler
-from .solvers.fixed_grid import get_tableau
+from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
+from ..config import Params, TeacherParams
+from ..data import Dataset, digits_labels, load_dataset
+from ..evaluate import data_row, evaluate, headline_metrics
+from ..flow import load_velocity_model, save_velocity_model, train_teacher
+from ..metrics import FID, ClassifierFeatures, InceptionFeatures, QualityMetric, SlicedW2, train_digits_classifier
+from ..models import build_model, count_parameters
+from ..solvers import AdaptiveSampler, ODESampler
+from ..solvers.fixed_grid import get_tableau
 
 
 # ------------------------------------------------------------------------------------------- locations
@@ -72,7 +73,7 @@ def quality_metric(params: Params, dataset: Dataset) -> QualityMetric:
     if not dataset.is_image:
         return SlicedW2(dataset.train)
     if dataset.name == "digits":
-        from .metrics import DigitsClassifier
+        from ..metrics import DigitsClassifier
 
         state = load_checkpoint(classifier_path(params), rebuild_hint("data"))
         clf = DigitsClassifier()
@@ -108,14 +109,14 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     tp = params.teacher(name)
     dataset = dataset_for(params, tp.dataset)
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
-    model = build_model(tp.model, dataset.shape)
+    model = build_model(tp.model_dict, dataset.shape)
     out = teacher_dir(params, name)
     result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
-                           run_config={"model": tp.model, "dataset": tp.dataset, "batch": tp.batch_size}, progress=progress)
+                           run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size}, progress=progress)
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": tp.train.steps, "final_loss": result.history[-1][1] if result.history else None,
             "resumed_from": result.resumed_from}
-    save_velocity_model(out / "teacher.pt", result.ema_model, tp.model, dataset.shape, **info)
+    save_velocity_model(out / "teacher.pt", result.ema_model, tp.model_dict, dataset.shape, **info)
     write_json(out / "meta.json", {**info, "history": result.history, **run_metadata()})
     return {**info, "history": result.history}
 
@@ -177,3 +178,12 @@ def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) ->
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
     rows.append(ctx.evaluate(adaptive, method="baseline"))
     return rows
+
+
+def baseline_headline(df: pd.DataFrame) -> dict[str, Any]:
+    """Headline metrics of a baselines table: best quality at 4 and 8 NFE, real data, ground truth and its NFE."""
+    gt = df[df["solver"] == "adaptive"]
+    held = df[df["method"] == "data"]
+    return headline_metrics(df, (4, 8), heldout=held["quality"].iloc[0] if len(held) else float("nan"),
+                            gt=gt["quality"].iloc[0] if len(gt) else float("nan"),
+                            gt_nfe=gt["nfe"].iloc[0] if len(gt) else float("nan"))

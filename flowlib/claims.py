@@ -1,0 +1,103 @@
+"""A paper's claims as data: the claim, its criterion, the paper's number, ours, and a computed verdict.
+
+Every method stage writes `reports/claims/<paper>-<teacher>.csv` (and a markdown rendering beside it) with
+`write_claims`; the report's scorecard reads only these files. Verdicts are computed from result rows by the
+paper's experiments module, never typed by hand: `verdict(checks)` turns the per-case outcomes of a criterion
+into `holds` (every case), `partly holds` (some), `does not hold` (none) or `not run` (no case measured).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .artifacts import atomic_path, write_text
+
+VERDICTS = ("holds", "partly holds", "does not hold", "not run")
+COLUMNS = ["paper", "teacher", "claim_id", "claim", "criterion", "paper_number", "ours", "verdict"]
+
+
+class ClaimError(ValueError):
+    """A claim record or claims table that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim of a paper, checked on one teacher."""
+
+    paper: str          # boss | bespoke | flowturbo | fgm
+    teacher: str        # a key of params.yaml: teachers
+    claim_id: str       # short stable id, e.g. "bellman-beats-uniform"
+    claim: str          # the claim in one sentence
+    criterion: str      # the test applied to our numbers, as written
+    paper_number: str   # what the paper reports (with its setting), or "-" where it gives none
+    ours: str           # our numbers behind the verdict
+    verdict: str        # one of VERDICTS
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ClaimError(f"Claim {self.claim_id!r}: verdict {self.verdict!r} is not one of {VERDICTS}.")
+
+
+def verdict(checks: Iterable[bool | None]) -> str:
+    """Verdict of a criterion checked case by case (None or NaN: that case was not measured)."""
+    measured = [bool(c) for c in checks if c is not None and not (isinstance(c, float) and math.isnan(c))]
+    if not measured:
+        return "not run"
+    if all(measured):
+        return "holds"
+    return "partly holds" if any(measured) else "does not hold"
+
+
+def less(a: float, b: float) -> bool | None:
+    """a < b, or None when either number is missing (NaN): that case was not measured."""
+    return None if math.isnan(a) or math.isnan(b) else a < b
+
+
+def both(*checks: bool | None) -> bool | None:
+    """All checks hold; None if any is unmeasured."""
+    return None if any(c is None for c in checks) else all(checks)
+
+
+def claims_path(reports: str | Path, paper: str, teacher: str, suffix: str = ".csv") -> Path:
+    return Path(reports) / "claims" / f"{paper}-{teacher}{suffix}"
+
+
+def claims_markdown(df: pd.DataFrame, title: str) -> str:
+    """A claims table as markdown (one row per claim), under `title`."""
+    shown = df[["claim", "criterion", "paper_number", "ours", "verdict"]].rename(
+        columns={"paper_number": "paper's number", "ours": "our numbers"})
+    return f"# {title}\n\n" + shown.to_markdown(index=False) + "\n"
+
+
+def write_claims(claims: Iterable[Claim], reports: str | Path, title: str) -> pd.DataFrame:
+    """Write the claims of one paper on one teacher as CSV and markdown under `reports/claims/`."""
+    claims = list(claims)
+    if not claims:
+        raise ClaimError("No claims to write.")
+    keys = {(c.paper, c.teacher) for c in claims}
+    if len(keys) != 1:
+        raise ClaimError(f"A claims file holds one paper on one teacher, got {sorted(keys)}.")
+    paper, teacher = keys.pop()
+    df = pd.DataFrame([asdict(c) for c in claims], columns=COLUMNS)
+    with atomic_path(claims_path(reports, paper, teacher)) as tmp:
+        df.to_csv(tmp, index=False)
+    write_text(claims_path(reports, paper, teacher, ".md"), claims_markdown(df, title))
+    return df
+
+
+def read_claims(reports: str | Path) -> pd.DataFrame:
+    """Every claims table under `reports/claims/`, schema-checked (the scorecard's only input)."""
+    files = sorted((Path(reports) / "claims").glob("*.csv"))
+    if not files:
+        raise ClaimError(f"No claims tables under {Path(reports) / 'claims'}; run the method stages (`dvc repro`).")
+    frames = []
+    for f in files:
+        df = pd.read_csv(f, keep_default_na=False)
+        if list(df.columns) != COLUMNS or not df["verdict"].isin(VERDICTS).all():
+            raise ClaimError(f"{f} is not a flowlib claims table (columns {COLUMNS}, verdicts {VERDICTS}).")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

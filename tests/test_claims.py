@@ -1,0 +1,84 @@
+"""Claims as data: verdict rules, the claims table on disk, and BOSS's verdicts computed from fixed result rows."""
+import copy
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from flowlib.claims import Claim, ClaimError, read_claims, verdict, write_claims
+from flowlib.config import parse_params
+from flowlib.experiments.boss import boss_claims
+from flowlib.solvers import uniform_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("checks,expected", [
+    ([True, True], "holds"), ([True, False], "partly holds"), ([False, False], "does not hold"),
+    ([], "not run"), ([None], "not run"), ([math.nan], "not run"), ([True, None], "holds"),
+])
+def test_verdict_rule(checks, expected):
+    assert verdict(checks) == expected
+
+
+def test_claims_round_trip_and_schema(tmp_path):
+    claims = [Claim("boss", "moons", f"c{i}", "a claim", "a < b", "-", "1 vs 2", v)
+              for i, v in enumerate(["holds", "not run"])]
+    df = write_claims(claims, tmp_path, "BOSS on moons")
+    folder = tmp_path / "claims"
+    assert (folder / "boss-moons.csv").is_file() and "# BOSS on moons" in (folder / "boss-moons.md").read_text()
+    back = read_claims(tmp_path)
+    assert back.equals(df) and list(back["verdict"]) == ["holds", "not run"]
+    with pytest.raises(ClaimError, match="not one of"):
+        Claim("boss", "moons", "x", "c", "k", "-", "-", "mostly")
+    with pytest.raises(ClaimError, match="one paper on one teacher"):
+        write_claims([claims[0], Claim("boss", "digits", "x", "c", "k", "-", "-", "holds")], tmp_path, "t")
+    with pytest.raises(ClaimError, match="No claims tables"):
+        read_claims(tmp_path / "nowhere")
+
+
+def _row(solver, nfe, quality, rmse, method="boss", trained=0):
+    return {"dataset": "moons", "teacher": "moons", "method": method, "solver": solver, "nfe": nfe, "quality": quality,
+            "quality_metric": "sliced-w2", "rmse_to_gt": rmse, "ms_per_sample": 0.1, "extra_params": 0,
+            "train_seconds": 1.0, "trained_params": trained}
+
+
+def _boss_setup(bellman_q6):
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw["boss"].update(n_fine=12, nfes=[4, 6], finetune_k=[4])
+    params = parse_params(raw, ROOT)
+    rows = [_row("euler", 4, 0.40, 0.30, "baseline"), _row("euler", 6, 0.25, 0.20, "baseline"),
+            _row("bellman-euler", 4, 0.35, 0.25), _row("bellman-euler", 6, bellman_q6, 0.15),
+            _row("bellman-euler+ft-full", 4, 0.10, 0.05, trained=1000),
+            _row("bellman-euler+ft-lora4", 4, 0.20, 0.10, trained=40),
+            _row("uniform-reflow", 4, 0.12, 0.07, "reflow"), _row("distill-4-reflow", 4, 0.08, 0.06, "reflow")]
+    grids = {"times": uniform_grid(12), "paths": {4: torch.tensor([0, 1, 5, 10, 12]), 6: torch.tensor([0, 2, 4, 7, 9, 11, 12])},
+             "dp_value": {4: 2.0, 6: 1.0}, "seconds": 0.5}
+    return pd.DataFrame(rows), params, grids
+
+
+def test_boss_verdicts_follow_the_rows():
+    df, params, grids = _boss_setup(bellman_q6=0.20)
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0)}
+    assert claims["bellman-beats-uniform"].verdict == "holds"            # better quality and RMSE at K = 4 and 6
+    assert claims["grid-shape"].verdict == "holds"                        # 1,4,5,2 and 2,2,3,2,2,1 steps: ends < max
+    assert claims["dp-value-tracks-error"].verdict == "holds"
+    assert claims["straightening-improves"].verdict == "holds"            # 0.35 -> 0.10
+    assert claims["lora-close-to-full"].verdict == "does not hold"        # 0.20 > 1.25 x 0.10
+    assert claims["beats-reflow"].verdict == "does not hold"              # distill-4 (0.08) beats BOSS (0.10)
+    assert claims["phase1-is-cheap"].verdict == "holds"                   # 0.5 s < 5 s
+    assert "K=4: 0.4 → 0.35" in claims["bellman-beats-uniform"].ours and "4.0% of parameters" in claims["lora-close-to-full"].ours
+    assert all(c.paper == "boss" and c.teacher == "moons" and c.paper_number for c in claims.values())
+
+
+def test_boss_verdict_changes_with_the_numbers():
+    df, params, grids = _boss_setup(bellman_q6=0.30)  # Bellman now worse than uniform at K = 6
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=5.0)}
+    assert claims["bellman-beats-uniform"].verdict == "partly holds"
+    assert claims["phase1-is-cheap"].verdict == "does not hold"           # 0.5 s is 10 % of 5 s
+    missing = df[df["solver"] != "uniform-reflow"]
+    claims = {c.claim_id: c for c in boss_claims(missing, params, grids, "moons", teacher_seconds=5.0)}
+    assert claims["beats-reflow"].verdict == "not run"                    # a baseline row is missing, not lost
