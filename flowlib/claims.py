@@ -52,14 +52,30 @@ def verdict(checks: Iterable[bool | None]) -> str:
     return "partly holds" if any(measured) else "does not hold"
 
 
-def less(a: float, b: float) -> bool | None:
-    """a < b, or None when either number is missing (NaN): that case was not measured."""
-    return None if math.isnan(a) or math.isnan(b) else a < b
-
-
 def both(*checks: bool | None) -> bool | None:
     """All checks hold; None if any is unmeasured."""
     return None if any(c is None for c in checks) else all(checks)
+
+
+def compare(a: float, b: float, std_a: float, std_b: float, sigmas: float = 2.0) -> str:
+    """Is A (lower-is-better `a`) better than B, beyond the noise band?
+
+    The rule: the difference counts only when |a - b| > sigmas * sqrt(std_a² + std_b²), the standard deviation
+    of the difference of two independent draws (std_*: each number's bootstrap standard deviation). Returns
+    `better`, `worse`, `within noise`, or `not measured` when a number is missing. A missing standard deviation
+    counts as 0, so a band that was not measured never hides a difference.
+    """
+    if math.isnan(a) or math.isnan(b):
+        return "not measured"
+    band = sigmas * math.hypot(0.0 if math.isnan(std_a) else std_a, 0.0 if math.isnan(std_b) else std_b)
+    if a < b - band:
+        return "better"
+    return "worse" if a > b + band else "within noise"
+
+
+def case(outcome: str, accepted: tuple[str, ...] = ("better",)) -> bool | None:
+    """One verdict case from a `compare` outcome: True when it is accepted, None when not measured."""
+    return None if outcome == "not measured" else outcome in accepted
 
 
 def claims_path(reports: str | Path, paper: str, teacher: str, suffix: str = ".csv") -> Path:

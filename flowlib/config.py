@@ -78,6 +78,13 @@ class EvalParams(Section):
     gt_atol: PositiveFloat = 1e-5
     seed: NonNegativeInt = Field(1234, description="evaluation noise, shared by all samplers")
     timing_repeats: PositiveInt = Field(3, description="ms_per_sample is the best of this many runs")
+    n_ref: int = Field(10_000, ge=2, strict=True, description="size of the teacher's ground-truth reference, and of the "
+                       "noise every sampler also runs on for gt_distance")
+    reference_seed: NonNegativeInt = Field(2024, description="noise of the ground-truth reference draw")
+    distance_seed: NonNegativeInt = Field(99, description="noise the samplers run on for gt_distance")
+    bootstrap: NonNegativeInt = Field(20, description="bootstrap resamples behind each noise band (0: no band)")
+    band_sigmas: PositiveFloat = Field(2.0, description="a difference counts when it exceeds this many standard "
+                                       "deviations of the difference")
 
 
 class MLPConfig(Section):
@@ -249,6 +256,11 @@ def _describe(error: dict[str, Any]) -> str:
 def _cross_field_problems(pf: ParamsFile) -> list[str]:
     """Rules that tie keys together; checked once every key has the right type."""
     problems = []
+    ev = pf.eval
+    seeds = {"eval.seed": ev.seed, "eval.reference_seed": ev.reference_seed, "eval.distance_seed": ev.distance_seed}
+    if len(set(seeds.values())) < len(seeds):
+        problems.append(f"eval.distance_seed: {seeds} → three different seeds (the reference, the samplers' distance "
+                        "noise and the evaluation noise must be independent draws)")
     for key in ("nfes", "finetune_k"):
         for i, k in enumerate(getattr(pf.boss, key)):
             if k > pf.boss.n_fine:

@@ -2,10 +2,17 @@
 
 Every notebook writes its rows to `reports/results/<stage>.csv` with `write_results`; the report merges them
 with `merge_results`. Comparing methods is then a `groupby`, not new code.
+
+A row carries two distances, each with its noise band (a bootstrap standard deviation):
+- `quality`: to the data, at `n_eval` samples (what the papers report: FID to the dataset);
+- `gt_distance`: to the teacher's own distribution, the same distance between `n_ref` samples of the sampler
+  and `n_ref` ground-truth samples from independent noise. It resolves the top end, where the distance to the
+  data stops moving; the floor row (the ground truth on the sampler's noise) shows its noise floor.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,12 +21,12 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_json
-from .metrics import QualityMetric, rmse, time_call
+from .metrics import QualityMetric, bootstrap_std, rmse, time_call
 from .solvers.samplers import Sampler
 
 COLUMNS = [
-    "dataset", "teacher", "method", "solver", "nfe", "quality", "quality_metric", "rmse_to_gt",
-    "ms_per_sample", "extra_params", "train_seconds",
+    "dataset", "teacher", "method", "solver", "nfe", "quality", "quality_std", "quality_metric", "gt_distance",
+    "gt_distance_std", "gt_distance_metric", "rmse_to_gt", "ms_per_sample", "extra_params", "train_seconds",
 ]
 METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow")
 BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
@@ -27,6 +34,25 @@ BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
 
 class ResultError(ValueError):
     """A result row or table that does not follow the shared schema."""
+
+
+@dataclass
+class TeacherReference:
+    """The teacher's own distribution at large n, for `gt_distance`.
+
+    `metric` measures the distance to `n_ref` ground-truth samples; `noise` is the fixed `n_ref` noise every
+    sampler also runs on (independent of the reference's noise and of the evaluation noise); `floor` is the
+    ground truth solved on `noise`, whose distance is the metric's floor.
+    """
+
+    metric: QualityMetric
+    noise: Tensor
+    floor: Tensor
+
+
+def _band(metric: QualityMetric, samples: Tensor, draws: int, seed: int) -> tuple[float, float]:
+    """(distance, bootstrap std) of `samples` under `metric`."""
+    return metric(samples), bootstrap_std(metric, samples, draws, seed)
 
 
 def evaluate(
@@ -38,6 +64,9 @@ def evaluate(
     teacher: str,
     method: str,
     ground_truth: Tensor | None = None,
+    reference: TeacherReference | None = None,
+    reference_samples: Tensor | None = None,
+    bootstrap: int = 0,
     solver: str | None = None,
     extra_params: int = 0,
     train_seconds: float = 0.0,
@@ -45,20 +74,32 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run `sampler(noise)`, time it, and score quality (vs the dataset) and RMSE (vs `ground_truth`).
 
-    `ground_truth` is the teacher's adaptive ODE solution from the same `noise`; without it rmse is NaN.
-    `nfe` is the sampler's measured count on this call.
+    `ground_truth` is the teacher's adaptive ODE solution from the same `noise`; without it rmse is NaN. With a
+    `reference`, the sampler also runs on `reference.noise` for `gt_distance` (`reference_samples` passes that
+    output when it is already known, as for the ground truth itself). `bootstrap` resamples give the `*_std`
+    noise bands (NaN without). `nfe` is the sampler's measured count on the evaluation call.
     """
     samples, seconds = time_call(lambda: sampler(noise), timing_repeats)
+    nfe = int(sampler.nfe)
     if not torch.isfinite(samples).all():
         raise ResultError(f"Sampler {sampler.name!r} produced NaN or inf samples.")
+    quality, quality_std = _band(metric, samples, bootstrap, seed=1)
+    gt_distance = gt_distance_std = math.nan
+    if reference is not None:
+        far = reference_samples if reference_samples is not None else sampler(reference.noise)
+        gt_distance, gt_distance_std = _band(reference.metric, far, bootstrap, seed=2)
     row = {
         "dataset": dataset,
         "teacher": teacher,
         "method": method,
         "solver": solver or sampler.name,
-        "nfe": int(sampler.nfe),
-        "quality": metric(samples),
+        "nfe": nfe,
+        "quality": quality,
+        "quality_std": quality_std,
         "quality_metric": metric.name,
+        "gt_distance": gt_distance,
+        "gt_distance_std": gt_distance_std,
+        "gt_distance_metric": reference.metric.name if reference is not None else "-",
         "rmse_to_gt": rmse(samples, ground_truth) if ground_truth is not None else math.nan,
         "ms_per_sample": 1000.0 * seconds / len(noise),
         "extra_params": int(extra_params),
@@ -68,11 +109,13 @@ def evaluate(
     return row
 
 
-def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str) -> dict[str, Any]:
+def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str, bootstrap: int = 0) -> dict[str, Any]:
     """The reference line: real held-out data scored like a sampler (method `data`, nfe 0)."""
+    quality, quality_std = _band(metric, heldout, bootstrap, seed=1)
     row = {
         "dataset": dataset, "teacher": "-", "method": "data", "solver": "heldout", "nfe": 0,
-        "quality": metric(heldout), "quality_metric": metric.name, "rmse_to_gt": math.nan,
+        "quality": quality, "quality_std": quality_std, "quality_metric": metric.name, "gt_distance": math.nan,
+        "gt_distance_std": math.nan, "gt_distance_metric": "-", "rmse_to_gt": math.nan,
         "ms_per_sample": math.nan, "extra_params": 0, "train_seconds": 0.0,
     }
     validate_row(row)
@@ -127,17 +170,19 @@ def _short(x: float) -> float | None:
     return None if pd.isna(x) else float(f"{float(x):.4g}")
 
 
-def headline_metrics(df: pd.DataFrame, nfes: Iterable[int] = (4, 8), **extra: float) -> dict[str, Any]:
-    """A stage's few headline numbers for `dvc metrics`: the best quality at each NFE in `nfes` (`q4`, ...)
-    over the stage's samplers, plus `extra` (e.g. `gt`, `heldout`, `train_s`), rounded to 4 digits.
+def headline_metrics(df: pd.DataFrame, nfes: Iterable[int] = (4,), **extra: float) -> dict[str, Any]:
+    """A stage's few headline numbers for `dvc metrics`: at each NFE in `nfes`, the best quality (`q4`, ...) and
+    the best distance to the teacher's distribution (`d4`, ...) among the stage's samplers, plus `extra`
+    (e.g. `gt`, `heldout`, `floor`, `train_s`), rounded to 4 digits.
 
     The full tables stay in reports/results/*.csv; this keeps `dvc metrics show` readable.
     """
     samplers = df[~df["solver"].isin(["adaptive", "heldout"])]
     out: dict[str, Any] = {}
     for n in nfes:
-        at = samplers.loc[samplers["nfe"] == n, "quality"]
-        out[f"q{n}"] = _short(at.min()) if len(at) else None
+        at = samplers[samplers["nfe"] == n]
+        out[f"q{n}"] = _short(at["quality"].min()) if len(at) else None
+        out[f"d{n}"] = _short(at["gt_distance"].min()) if len(at) else None
     out.update({k: _short(v) for k, v in extra.items()})
     return out
 

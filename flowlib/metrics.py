@@ -40,10 +40,16 @@ def gaussian_stats(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarra
 
 
 def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.ndarray, np.ndarray]) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), via clean-fid."""
-    from cleanfid.fid import frechet_distance as _fd
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2).
 
-    return float(_fd(stats_a[0], stats_a[1], stats_b[0], stats_b[1]))
+    Tr((S_a S_b)^1/2) is the sum of the square roots of the eigenvalues of S_a S_b (real and non-negative for
+    covariance matrices), so no matrix square root is needed: the same value as clean-fid's `frechet_distance`
+    (a test checks it to 1e-9), about 100 times faster, which the bootstrap noise band relies on.
+    """
+    (mu_a, cov_a), (mu_b, cov_b) = stats_a, stats_b
+    diff = mu_a - mu_b
+    eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real.clip(min=0)
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(eigenvalues).sum())
 
 
 class FeatureExtractor(Protocol):
@@ -102,6 +108,28 @@ class ClassifierFeatures:
     @torch.no_grad()
     def __call__(self, images: Tensor) -> np.ndarray:
         return self.classifier.features(images.float()).numpy().astype(np.float64)
+
+
+class RandomFourierFeatures:
+    """Points and random Fourier features of them, [x, sqrt(2/D) cos(W x + b)] with W ~ N(0, 1/bandwidth²):
+    a fixed feature space in which the Fréchet distance between low-dimensional point sets sees the shape of
+    the distribution, not only its mean and covariance (`fd-rff`).
+
+    On the 2-D teacher at 10,000 samples it puts the ground truth's floor well below midpoint at 8 NFE, where
+    sliced W2 and the energy distance move more between draws than the samplers differ.
+    """
+
+    metric_name = "fd-rff"
+
+    def __init__(self, dim: int, n_features: int = 64, bandwidth: float = 0.1, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(dim, n_features, generator=gen, dtype=torch.float64) / bandwidth
+        self.phase = torch.rand(n_features, generator=gen, dtype=torch.float64) * 2 * torch.pi
+        self.scale = (2.0 / n_features) ** 0.5
+
+    def __call__(self, points: Tensor) -> np.ndarray:
+        x = points.flatten(1).double()
+        return torch.cat([x, self.scale * torch.cos(x @ self.weight + self.phase)], dim=1).numpy()
 
 
 class InceptionFeatures:
@@ -166,35 +194,87 @@ def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int = 256, seed: int
 
 # ------------------------------------------------------------------------------- quality metric objects
 class QualityMetric(Protocol):
-    """Lower-is-better distance of a sample set to the dataset's reference; `name` goes into the table."""
+    """Lower-is-better distance of a sample set to a fixed reference; `name` goes into the table.
+
+    `embed` maps samples to what the distance compares (features, or the points themselves) and `score` turns an
+    embedded set into the distance, so resampling for a noise band (`bootstrap_std`) embeds only once.
+    """
 
     name: str
+
+    def embed(self, samples: Tensor) -> np.ndarray | Tensor: ...
+
+    def score(self, embedded: np.ndarray | Tensor) -> float: ...
 
     def __call__(self, samples: Tensor) -> float: ...
 
 
 class FID:
-    """Fréchet distance of samples to fixed reference statistics in one feature space."""
+    """Fréchet distance of samples to fixed reference statistics in one feature space.
 
-    def __init__(self, extractor: FeatureExtractor, reference: Tensor):
+    The reference is the dataset (FID to data) or the teacher's own ground-truth samples (distance to the
+    teacher's distribution); `name` defaults to the feature space's metric name.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, reference: Tensor, name: str | None = None):
         self.extractor = extractor
-        self.name = extractor.metric_name
+        self.name = name or extractor.metric_name
         self.reference_stats = gaussian_stats(extractor(reference))
 
+    def embed(self, samples: Tensor) -> np.ndarray:
+        return self.extractor(samples)
+
+    def score(self, embedded: np.ndarray) -> float:
+        return frechet_distance(gaussian_stats(embedded), self.reference_stats)
+
     def __call__(self, samples: Tensor) -> float:
-        return frechet_distance(gaussian_stats(self.extractor(samples)), self.reference_stats)
+        return self.score(self.embed(samples))
 
 
 class SlicedW2:
-    """Sliced Wasserstein-2 distance to a fixed reference sample (`sliced-w2`)."""
+    """Sliced Wasserstein-2 distance to a fixed reference sample (`sliced-w2`, or the name given)."""
 
-    name = "sliced-w2"
+    def __init__(self, reference: Tensor, n_projections: int = 256, seed: int = 0, name: str = "sliced-w2"):
+        self.reference, self.n_projections, self.seed, self.name = reference, n_projections, seed, name
 
-    def __init__(self, reference: Tensor, n_projections: int = 256, seed: int = 0):
-        self.reference, self.n_projections, self.seed = reference, n_projections, seed
+    def embed(self, samples: Tensor) -> Tensor:
+        return samples.flatten(1).double()
+
+    def score(self, embedded: Tensor) -> float:
+        return sliced_wasserstein(embedded, self.reference, self.n_projections, self.seed)
 
     def __call__(self, samples: Tensor) -> float:
-        return sliced_wasserstein(samples, self.reference, self.n_projections, self.seed)
+        return self.score(self.embed(samples))
+
+
+def redraw_std(metric: QualityMetric, samples: Tensor, n: int) -> tuple[float, float, int]:
+    """(mean, std, draws) of `metric` over the disjoint draws of `n` samples that `samples` holds.
+
+    Real redraws, against which `bootstrap_std` is checked; NaN with fewer than two draws.
+    """
+    draws = len(samples) // n
+    if draws < 2:
+        return float("nan"), float("nan"), draws
+    embedded = metric.embed(samples[: draws * n])
+    values = [metric.score(embedded[i * n:(i + 1) * n]) for i in range(draws)]
+    return float(np.mean(values)), float(np.std(values, ddof=1)), draws
+
+
+def bootstrap_std(metric: QualityMetric, samples: Tensor, draws: int = 20, seed: int = 0) -> float:
+    """Standard deviation of `metric` over `draws` bootstrap resamples (with replacement) of `samples`.
+
+    The noise band of a quality number: how much it moves when the same sampler is scored on another draw of
+    the same size. NaN when `draws` < 2.
+    """
+    if draws < 2:
+        return float("nan")
+    embedded = metric.embed(samples)
+    gen = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(draws):
+        idx = torch.randint(len(embedded), (len(embedded),), generator=gen)
+        values.append(metric.score(embedded[idx.numpy()] if isinstance(embedded, np.ndarray) else embedded[idx]))
+    return float(np.std(values, ddof=1))
 
 
 def check_same_metric(names: list[str] | set[str]) -> str:

@@ -28,25 +28,44 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return Path(path)
 
 
+_YLABELS = {"quality": None, "gt_distance": "distance to the teacher's distribution", "rmse_to_gt": "RMSE to ground truth"}
+
+
 def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Path:
-    """One panel per dataset: `y` against NFE (log-log) per method/solver, with the data and GT as lines."""
+    """One panel per dataset: `y` against NFE (log-log) per sampler, ± one bootstrap std where the table has it.
+
+    Reference lines, with their own ± std band shaded: the real data and the ground truth for `quality`, the floor
+    (ground truth vs an independent ground-truth draw) for `gt_distance`, nothing for the RMSE.
+    """
+    std = f"{y}_std" if f"{y}_std" in df.columns else None
     curves = df[~df["solver"].isin(["adaptive", "heldout"]) & df[y].notna()].copy()
     curves["sampler"] = sampler_label(curves)
-    datasets = list(dict.fromkeys(df["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4), squeeze=False)
+    datasets = list(dict.fromkeys(curves["dataset"]))
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.2 * max(len(datasets), 1), 4), squeeze=False)
     for ax, name in zip(axes[0], datasets):
         sub = curves[curves["dataset"] == name]
         sns.lineplot(data=sub, x="nfe", y=y, hue="sampler", marker="o", ax=ax)
-        for solver, style in (("adaptive", "--"), ("heldout", ":")):
-            ref = df[(df["dataset"] == name) & (df["solver"] == solver) & df[y].notna()]
-            for row in ref.itertuples():
-                label = f"adaptive GT ({int(row.nfe)} NFE)" if solver == "adaptive" else "real held-out data"
-                ax.axhline(getattr(row, y), color="k", linestyle=style, linewidth=1, label=label)
-        metric = sub["quality_metric"].iloc[0] if y == "quality" and len(sub) else y
-        ax.set(xscale="log", yscale="log", title=name, ylabel=metric if y == "quality" else "RMSE to ground truth")
+        if std:
+            colors = {line.get_label(): line.get_color() for line in ax.get_lines()}
+            for sampler, part in sub.groupby("sampler"):
+                ax.errorbar(part["nfe"], part[y], yerr=part[std].fillna(0), fmt="none", elinewidth=1, capsize=2,
+                            ecolor=colors.get(sampler, "grey"))
+        references = {"quality": (("adaptive", "--", "adaptive GT ({nfe} NFE)"), ("heldout", ":", "real held-out data")),
+                      "gt_distance": (("adaptive", "--", "floor (GT vs GT)"),)}.get(y, ())
+        for solver, style, label in references:
+            for row in df[(df["dataset"] == name) & (df["solver"] == solver) & df[y].notna()].itertuples():
+                value, spread = getattr(row, y), getattr(row, std) if std else float("nan")
+                ax.axhline(value, color="k", linestyle=style, linewidth=1, label=label.format(nfe=int(row.nfe)))
+                if not pd.isna(spread):
+                    ax.axhspan(value - spread, value + spread, color="k", alpha=0.08)
+        metric_col = {"quality": "quality_metric", "gt_distance": "gt_distance_metric"}.get(y)
+        ylabel = sub[metric_col].iloc[0] if metric_col and len(sub) else _YLABELS.get(y, y)
+        ax.set(xscale="log", yscale="log", title=name, ylabel=ylabel)
         ax.set_xticks(sorted(sub["nfe"].unique()), labels=[str(n) for n in sorted(sub["nfe"].unique())])
         ax.legend(fontsize=7)
-    fig.suptitle(f"{'Quality' if y == 'quality' else 'RMSE to ground truth'} vs NFE (lower is better)")
+    title = {"quality": "Distance to the data", "gt_distance": "Distance to the teacher's own distribution",
+             "rmse_to_gt": "RMSE to the ground truth"}.get(y, y)
+    fig.suptitle(f"{title} vs NFE (lower is better)")
     return save_figure(fig, path)
 
 

@@ -41,23 +41,48 @@ def baseline_checks(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _cell(value: float, std: float, bracket: float = float("nan")) -> str:
+    """`value ±std (bracket)`, leaving out what is missing."""
+    if pd.isna(value):
+        return ""
+    text = f"{value:.3g}" + ("" if pd.isna(std) else f" ±{std:.2g}")
+    return text + ("" if pd.isna(bracket) else f" ({bracket:.2g})")
+
+
+def _table(sub: pd.DataFrame, col: str, bracket: str | None = None) -> str:
+    cells = sub.apply(lambda r: _cell(r[col], r[f"{col}_std"], r[bracket] if bracket else float("nan")), axis=1)
+    fixed = sub.assign(cell=cells)[~sub["solver"].isin(["adaptive", "heldout"]) & sub[col].notna()]
+    table = fixed.pivot_table(index="sampler", columns="nfe", values="cell", aggfunc="first", sort=False).fillna("")
+    table.columns = [f"NFE {c}" for c in table.columns]
+    return table.to_markdown()
+
+
 def results_markdown(df: pd.DataFrame) -> str:
-    """Per dataset, a table of `quality (rmse)` by sampler (rows) and NFE (columns)."""
+    """Per dataset, two tables of sampler (rows) by NFE (columns), each number ± its bootstrap std:
+    the distance to the data (what the papers report), and the distance to the teacher's own distribution
+    (which resolves the top end) with the RMSE to the ground truth in brackets. References below each."""
     parts = []
     for name, sub in df.groupby("dataset", sort=False):
+        sub = sub.assign(sampler=sampler_label(sub))
         metric = ", ".join(sorted(sub["quality_metric"].unique()))
-        sub = sub.assign(sampler=sampler_label(sub).str.replace("data:heldout", "real held-out data"))
-        cell = sub.apply(lambda r: f"{r.quality:.3g}" + ("" if pd.isna(r.rmse_to_gt) else f" ({r.rmse_to_gt:.2g})"), axis=1)
-        fixed = sub[~sub["solver"].isin(["adaptive", "heldout"])].assign(cell=cell)
-        table = fixed.pivot_table(index="sampler", columns="nfe", values="cell", aggfunc="first", sort=False).fillna("")
-        table.columns = [f"NFE {c}" for c in table.columns]
-        parts.append(f"**{name}** — {metric}, lower is better; RMSE to the adaptive ground truth in brackets\n")
-        parts.append(table.to_markdown())
-        refs = sub[sub["solver"].isin(["adaptive", "heldout"])].assign(cell=cell)
-        notes = [f"{r.sampler} ({int(r.nfe)} NFE): {r.cell}" if r.solver == "adaptive" else f"{r.sampler}: {r.cell}"
-                 for r in refs.itertuples()]
-        if notes:
-            parts.append("\nReference: " + "; ".join(notes) + "\n")
+        parts.append(f"**{name}**: distance to the data ({metric}), lower is better, ± one bootstrap standard deviation\n")
+        parts.append(_table(sub, "quality"))
+        refs = []
+        for row in sub[sub["solver"] == "heldout"].itertuples():
+            refs.append(f"real held-out data {_cell(row.quality, row.quality_std)}")
+        for row in sub[sub["solver"] == "adaptive"].itertuples():
+            refs.append(f"adaptive ground truth ({int(row.nfe)} NFE) {_cell(row.quality, row.quality_std)}")
+        if refs:
+            parts.append("\nReference: " + "; ".join(refs) + "\n")
+        if sub["gt_distance"].notna().any():
+            gt_metric = ", ".join(sorted(sub.loc[sub["gt_distance"].notna(), "gt_distance_metric"].unique()))
+            parts.append(f"**{name}**: distance to the teacher's own distribution ({gt_metric}), ± std; "
+                         "RMSE to the ground truth from the same noise in brackets\n")
+            parts.append(_table(sub, "gt_distance", "rmse_to_gt"))
+            floors = [f"floor (ground truth vs an independent ground-truth draw) {_cell(r.gt_distance, r.gt_distance_std)}"
+                      for r in sub[sub["solver"] == "adaptive"].itertuples() if not pd.isna(r.gt_distance)]
+            if floors:
+                parts.append("\nReference: " + "; ".join(floors) + "\n")
     return "\n".join(parts) + "\n"
 
 

@@ -29,6 +29,23 @@ def gaussian_field() -> GaussianField:
     return GaussianField()
 
 
+class _FileCreatingPayload:
+    """Unpickling this object calls open(target, "w"): a stand-in for code hidden in a data file."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.fixture
+def pickle_payload(tmp_path):
+    """(an object whose unpickling would create a file, the path of that file)."""
+    target = tmp_path / "created-by-unpickling"
+    return _FileCreatingPayload(target), target
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     """Every test starts from the same global RNG state and thread count, so thresholds never flake."""

@@ -48,25 +48,15 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-class _Payload:
-    """An object whose unpickling would create a file (a `__reduce__` payload)."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_checkpoint_that_would_run_code_is_rejected(tmp_path):
+def test_checkpoint_that_would_run_code_is_rejected(tmp_path, pickle_payload):
     import hashlib
     import io
 
     from flowlib.artifacts import _HEADER, MAGIC
 
-    target = tmp_path / "created-by-load"
+    payload_object, target = pickle_payload
     buffer = io.BytesIO()
-    torch.save({"state_dict": {"w": torch.ones(3)}, "meta": _Payload(target)}, buffer)
+    torch.save({"state_dict": {"w": torch.ones(3)}, "meta": payload_object}, buffer)
     payload = buffer.getvalue()
     path = tmp_path / "teacher.pt"
     path.write_bytes(_HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload)) + payload)  # valid header

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from flowlib.claims import Claim, ClaimError, read_claims, verdict, write_claims
+from flowlib.claims import Claim, ClaimError, case, compare, read_claims, verdict, write_claims
 from flowlib.config import parse_params
 from flowlib.experiments.boss import boss_claims
 from flowlib.solvers import uniform_grid
@@ -22,6 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 ])
 def test_verdict_rule(checks, expected):
     assert verdict(checks) == expected
+
+
+@pytest.mark.parametrize("a,b,sa,sb,expected", [
+    (10.0, 12.0, 0.5, 0.5, "better"),          # gap 2 > 2 x sqrt(0.5)
+    (10.0, 11.0, 0.5, 0.5, "within noise"),    # gap 1 < 1.41
+    (12.0, 10.0, 0.5, 0.5, "worse"),
+    (10.0, 10.5, math.nan, math.nan, "better"),  # no band measured: the difference counts
+    (math.nan, 1.0, 0.1, 0.1, "not measured"),
+])
+def test_compare_uses_the_noise_band(a, b, sa, sb, expected):
+    assert compare(a, b, sa, sb, sigmas=2.0) == expected
+    assert case(compare(a, b, sa, sb)) == ({"better": True, "not measured": None}.get(expected, False))
 
 
 def test_claims_round_trip_and_schema(tmp_path):
@@ -40,44 +52,48 @@ def test_claims_round_trip_and_schema(tmp_path):
         read_claims(tmp_path / "nowhere")
 
 
-def _row(solver, nfe, quality, rmse, method="boss", trained=0):
+def _row(solver, nfe, quality, rmse, dist, method="boss", trained=0, std=0.2):
     return {"dataset": "moons", "teacher": "moons", "method": method, "solver": solver, "nfe": nfe, "quality": quality,
-            "quality_metric": "sliced-w2", "rmse_to_gt": rmse, "ms_per_sample": 0.1, "extra_params": 0,
+            "quality_std": 0.01, "quality_metric": "sliced-w2", "gt_distance": dist, "gt_distance_std": std,
+            "gt_distance_metric": "sliced-w2-to-gt", "rmse_to_gt": rmse, "ms_per_sample": 0.1, "extra_params": 0,
             "train_seconds": 1.0, "trained_params": trained}
 
 
-def _boss_setup(bellman_q6):
+def _boss_setup(bellman_d6):
     raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     raw["boss"].update(n_fine=12, nfes=[4, 6], finetune_k=[4])
     params = parse_params(raw, ROOT)
-    rows = [_row("euler", 4, 0.40, 0.30, "baseline"), _row("euler", 6, 0.25, 0.20, "baseline"),
-            _row("bellman-euler", 4, 0.35, 0.25), _row("bellman-euler", 6, bellman_q6, 0.15),
-            _row("bellman-euler+ft-full", 4, 0.10, 0.05, trained=1000),
-            _row("bellman-euler+ft-lora4", 4, 0.20, 0.10, trained=40),
-            _row("uniform-reflow", 4, 0.12, 0.07, "reflow"), _row("distill-4-reflow", 4, 0.08, 0.06, "reflow")]
+    rows = [_row("euler", 4, 0.40, 0.30, 20.0, "baseline"), _row("euler", 6, 0.25, 0.20, 12.0, "baseline"),
+            _row("bellman-euler", 4, 0.35, 0.25, 10.0), _row("bellman-euler", 6, 0.2, 0.15, bellman_d6),
+            _row("bellman-euler+ft-full", 4, 0.10, 0.05, 2.0, trained=1000),
+            _row("bellman-euler+ft-lora4", 4, 0.20, 0.10, 6.0, trained=40),
+            _row("uniform-reflow", 4, 0.12, 0.07, 3.0, "reflow"), _row("distill-4-reflow", 4, 0.08, 0.06, 1.5, "reflow")]
     grids = {"times": uniform_grid(12), "paths": {4: torch.tensor([0, 1, 5, 10, 12]), 6: torch.tensor([0, 2, 4, 7, 9, 11, 12])},
              "dp_value": {4: 2.0, 6: 1.0}, "seconds": 0.5}
     return pd.DataFrame(rows), params, grids
 
 
 def test_boss_verdicts_follow_the_rows():
-    df, params, grids = _boss_setup(bellman_q6=0.20)
+    df, params, grids = _boss_setup(bellman_d6=8.0)
     claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0)}
-    assert claims["bellman-beats-uniform"].verdict == "holds"            # better quality and RMSE at K = 4 and 6
+    assert claims["bellman-beats-uniform"].verdict == "holds"            # closer to the teacher beyond the band at K = 4, 6
     assert claims["grid-shape"].verdict == "holds"                        # 1,4,5,2 and 2,2,3,2,2,1 steps: ends < max
     assert claims["dp-value-tracks-error"].verdict == "holds"
-    assert claims["straightening-improves"].verdict == "holds"            # 0.35 -> 0.10
-    assert claims["lora-close-to-full"].verdict == "does not hold"        # 0.20 > 1.25 x 0.10
-    assert claims["beats-reflow"].verdict == "does not hold"              # distill-4 (0.08) beats BOSS (0.10)
+    assert claims["straightening-improves"].verdict == "holds"            # 10 -> 2
+    assert claims["lora-close-to-full"].verdict == "does not hold"        # 6 > 1.25 x 2, beyond the band
+    assert claims["beats-reflow"].verdict == "does not hold"              # distill-4 (1.5) beats BOSS (2.0)
     assert claims["phase1-is-cheap"].verdict == "holds"                   # 0.5 s < 5 s
-    assert "K=4: 0.4 → 0.35" in claims["bellman-beats-uniform"].ours and "4.0% of parameters" in claims["lora-close-to-full"].ours
+    ours = claims["bellman-beats-uniform"].ours
+    assert "K=4: to GT 20±0.2 → 10±0.2 (better); FID 0.4±0.01 → 0.35±0.01 (better)" in ours
+    assert "4.0% of parameters" in claims["lora-close-to-full"].ours
     assert all(c.paper == "boss" and c.teacher == "moons" and c.paper_number for c in claims.values())
 
 
 def test_boss_verdict_changes_with_the_numbers():
-    df, params, grids = _boss_setup(bellman_q6=0.30)  # Bellman now worse than uniform at K = 6
+    df, params, grids = _boss_setup(bellman_d6=11.5)  # within the band of uniform (12 ± 0.2) at K = 6
     claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=5.0)}
-    assert claims["bellman-beats-uniform"].verdict == "partly holds"
+    assert claims["bellman-beats-uniform"].verdict == "partly holds" and "11.5±0.2 (within noise)" in claims[
+        "bellman-beats-uniform"].ours
     assert claims["phase1-is-cheap"].verdict == "does not hold"           # 0.5 s is 10 % of 5 s
     missing = df[df["solver"] != "uniform-reflow"]
     claims = {c.claim_id: c for c in boss_claims(missing, params, grids, "moons", teacher_seconds=5.0)}

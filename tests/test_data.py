@@ -106,24 +106,14 @@ def test_cifar10_binary_archive(tmp_path):
         load_cifar10(tmp_path)
 
 
-class _Payload:
-    """A pickle that would create a file when loaded."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_cifar10_batch_runs_no_code(tmp_path):
+def test_cifar10_batch_runs_no_code(tmp_path, pickle_payload):
     batches = tmp_path / "cifar10" / "cifar-10-batches-py"
     batches.mkdir(parents=True)
     for i in range(1, 6):
         _write_batch(batches / f"data_batch_{i}", 2, i)
-    target = tmp_path / "pwned"
+    payload_object, target = pickle_payload
     with open(batches / "test_batch", "wb") as f:
-        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Payload(target)}, f)
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": payload_object}, f)
     with pytest.raises(DatasetError, match="test_batch is not a readable.*refusing to load .*open"):
         load_dataset("cifar10", root=tmp_path)
     assert not target.exists()

@@ -1,6 +1,7 @@
 """Pipeline steps: a teacher trained twice from the same params is bit-identical (initial weights included)."""
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -24,19 +25,22 @@ def test_fit_teacher_is_deterministic(tmp_path):
 
 def test_every_pipeline_checkpoint_loads_weights_only(tmp_path):
     """Teacher (last.pt and teacher.pt), ground truth, classifier, BOSS grids and every student: all plain data."""
-    from flowlib.artifacts import load_checkpoint
+    from flowlib.artifacts import CheckpointError, load_checkpoint
     from flowlib.experiments.boss import compute_grids, finetune_rows
-    from flowlib.experiments.common import load_context, solve_ground_truth, train_feature_classifier
+    from flowlib.experiments.common import load_context, solve_ground_truth, solve_reference, train_feature_classifier
 
     params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()), ROOT, smoke=True, smoke_dir=tmp_path)
     train_feature_classifier(params)
     fit_teacher(params, "moons", progress=False)
     solve_ground_truth(params, "moons")
+    with pytest.raises(CheckpointError, match=r"reference.pt does not exist.*dvc repro teacher@moons"):
+        load_context(params, "moons")  # a missing reference names the stage that builds it
+    solve_reference(params, "moons", progress=False)
     ctx = load_context(params, "moons")
     finetune_rows(params, ctx, compute_grids(params, ctx), progress=False)
     written = sorted(p.relative_to(params.artifacts).as_posix() for p in params.artifacts.rglob("*.pt"))
-    assert {"teachers/moons/last.pt", "teachers/moons/teacher.pt", "teachers/moons/ground_truth.pt",
-            "features/digits_classifier.pt", "boss/moons/grids.pt", "boss/moons/uniform-reflow.pt"} <= set(written)
+    teacher = {f"teachers/moons/{f}.pt" for f in ("last", "teacher", "ground_truth", "reference")}
+    assert teacher | {"features/digits_classifier.pt", "boss/moons/grids.pt", "boss/moons/uniform-reflow.pt"} <= set(written)
     assert any(w.startswith("boss/moons/bellman-euler+ft-lora") for w in written)
     for name in written:
         load_checkpoint(params.artifacts / name)  # weights-only: raises on anything that is not plain data

@@ -9,6 +9,7 @@ from flowlib.metrics import (
     ClassifierFeatures,
     InceptionFeatures,
     MetricError,
+    RandomFourierFeatures,
     SlicedW2,
     check_same_metric,
     frechet_distance,
@@ -23,6 +24,28 @@ def test_fid_of_a_set_with_itself_is_zero():
     feats = np.random.default_rng(0).normal(size=(500, 8))
     stats = gaussian_stats(feats)
     assert abs(frechet_distance(stats, stats)) < 1e-6
+
+
+def test_frechet_distance_equals_clean_fid():
+    from cleanfid.fid import frechet_distance as clean_fid_distance
+
+    rng = np.random.default_rng(3)
+    a, b = gaussian_stats(rng.normal(size=(800, 16))), gaussian_stats(1.3 * rng.normal(size=(800, 16)) + 0.2)
+    assert frechet_distance(a, b) == pytest.approx(float(clean_fid_distance(a[0], a[1], b[0], b[1])), rel=1e-9)
+
+
+def test_random_fourier_features_see_shape_beyond_two_moments():
+    """Two point sets with equal mean and covariance but different shape: plain FD cannot tell them apart."""
+    gen = torch.Generator().manual_seed(0)
+    gauss = torch.randn(4000, 2, generator=gen)
+    other_gauss = torch.randn(4000, 2, generator=gen)
+    square = (torch.rand(4000, 2, generator=gen) - 0.5) * 12**0.5  # uniform with unit variance per axis
+    rff = RandomFourierFeatures(2, bandwidth=0.5)
+    plain = FID(lambda x: x.double().numpy(), gauss, name="fd-points")
+    assert plain(square) < 0.02  # the first two moments agree
+    fd = FID(rff, gauss)
+    assert fd(other_gauss) * 5 < fd(square)
+    assert fd.name == "fd-rff" and np.array_equal(rff(square), RandomFourierFeatures(2, bandwidth=0.5)(square))
 
 
 def test_fid_of_two_gaussians_matches_closed_form():

@@ -16,22 +16,27 @@ def _table():
     rows += [("baseline", "euler", n, 10 + 100 / n, 1.0 / n) for n in (2, 4, 8)]
     rows += [("baseline", "heun", n, 10 + 50 / n**2, 1.0 / n**2) for n in (2, 4, 8)]
     return pd.DataFrame([{**dict.fromkeys(COLUMNS, 0), "dataset": "toy", "teacher": "t", "method": m, "solver": s,
-                          "nfe": n, "quality": q, "quality_metric": "sliced-w2", "rmse_to_gt": r} for m, s, n, q, r in rows])
+                          "nfe": n, "quality": q, "quality_std": 0.5, "quality_metric": "sliced-w2", "rmse_to_gt": r,
+                          "gt_distance": float("nan") if m == "data" else r / 10 + 0.01, "gt_distance_std": 0.001,
+                          "gt_distance_metric": "sliced-w2-to-gt"} for m, s, n, q, r in rows])
 
 
 def test_markdown_and_checks():
     df = _table()
     md = results_markdown(df)
-    assert "NFE 2" in md and "NFE 8" in md and "| euler" in md and "real held-out data: 10" in md
+    assert "NFE 2" in md and "NFE 8" in md and "| euler" in md and "real held-out data 10 ±0.5" in md
+    assert "| euler     | 60 ±0.5" in md and "0.06 ±0.001 (0.5)" in md  # quality ± std; gt_distance ± std (RMSE)
+    assert "floor (ground truth vs an independent ground-truth draw) 0.01 ±0.001" in md
     checks = baseline_checks(df).iloc[0]
     assert checks["gt_over_real"] == pytest.approx(1.1) and checks["euler_rmse_order"] == pytest.approx(1.0)
 
 
 def test_figures_are_written(tmp_path):
     plot_vs_nfe(_table(), tmp_path / "q.png")
+    plot_vs_nfe(_table(), tmp_path / "d.png", y="gt_distance")
     plot_sample_panels({"a": torch.rand(10, 1, 8, 8), "b": torch.rand(10, 1, 8, 8)}, tmp_path / "s.png")
     plot_sample_panels({"pts": torch.randn(100, 2)}, tmp_path / "p.png", reference=torch.randn(100, 2))
-    assert all((tmp_path / f).stat().st_size > 1000 for f in ("q.png", "s.png", "p.png"))
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("q.png", "d.png", "s.png", "p.png"))
 
 
 def test_update_readme(tmp_path):

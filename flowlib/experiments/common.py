@@ -16,9 +16,20 @@ from tqdm.auto import tqdm
 from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
 from ..config import Params, TeacherParams
 from ..data import Dataset, digits_labels, load_dataset
-from ..evaluate import data_row, evaluate, headline_metrics
+from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
 from ..flow import load_velocity_model, save_velocity_model, train_teacher
-from ..metrics import FID, ClassifierFeatures, InceptionFeatures, QualityMetric, SlicedW2, train_digits_classifier
+from ..metrics import (
+    FID,
+    ClassifierFeatures,
+    DigitsClassifier,
+    FeatureExtractor,
+    InceptionFeatures,
+    QualityMetric,
+    RandomFourierFeatures,
+    SlicedW2,
+    redraw_std,
+    train_digits_classifier,
+)
 from ..models import build_model, count_parameters
 from ..solvers import AdaptiveSampler, ODESampler
 from ..solvers.fixed_grid import get_tableau
@@ -31,6 +42,10 @@ def classifier_path(params: Params) -> Path:
 
 def teacher_dir(params: Params, name: str) -> Path:
     return params.artifacts / "teachers" / name
+
+
+def reference_path(params: Params, name: str) -> Path:
+    return teacher_dir(params, name) / "reference.pt"
 
 
 def results_path(params: Params, stage: str) -> Path:
@@ -68,28 +83,31 @@ def train_feature_classifier(params: Params) -> dict[str, Any]:
     return {"heldout_accuracy": accuracy, "train_seconds": seconds}
 
 
+def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
+    """The FID feature space of an image dataset: the digits classifier, or Inception from its local file."""
+    if dataset.name == "digits":
+        state = load_checkpoint(classifier_path(params), rebuild_hint("data"))
+        clf = DigitsClassifier()
+        clf.load_state_dict(state["state_dict"])
+        return ClassifierFeatures(clf)
+    return InceptionFeatures(params.data.inception_weights, params.data.inception_sha256)
+
+
 def quality_metric(params: Params, dataset: Dataset) -> QualityMetric:
     """The dataset's quality metric: sliced W2 (toys), classifier FID (digits), Inception FID (CIFAR-10)."""
     if not dataset.is_image:
         return SlicedW2(dataset.train)
-    if dataset.name == "digits":
-        from ..metrics import DigitsClassifier
-
-        state = load_checkpoint(classifier_path(params), rebuild_hint("data"))
-        clf = DigitsClassifier()
-        clf.load_state_dict(state["state_dict"])
-        return FID(ClassifierFeatures(clf), dataset.train)
-    return FID(InceptionFeatures(params.data.inception_weights, params.data.inception_sha256), dataset.train)
+    return FID(feature_extractor(params, dataset), dataset.train)
 
 
-def data_rows(params: Params) -> list[dict[str, Any]]:
-    """Held-out real data scored against the reference, at each teacher's evaluation sample size."""
-    rows = []
-    for tp in params.teachers.values():
-        dataset = dataset_for(params, tp.dataset)
-        heldout = dataset.heldout[: tp.n_eval]
-        rows.append(data_row(quality_metric(params, dataset), heldout, dataset=tp.dataset))
-    return rows
+def gt_distance_metric(params: Params, dataset: Dataset, reference: Tensor) -> QualityMetric:
+    """The distance to the teacher's own distribution (`reference`: its ground-truth samples at n_ref).
+
+    Images: the Fréchet distance in the same feature space as the quality metric. Points: the Fréchet distance
+    in random Fourier features of them (`RandomFourierFeatures`; sliced W2 is too noisy at this n).
+    """
+    extractor = feature_extractor(params, dataset) if dataset.is_image else RandomFourierFeatures(reference.shape[1])
+    return FID(extractor, reference, name="fd-to-gt-" + extractor.metric_name.split("-", 1)[1])
 
 
 def inception_status(params: Params) -> dict[str, Any]:
@@ -138,6 +156,24 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     return info
 
 
+def solve_reference(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
+    """The teacher's own distribution at large n: ground truth on `eval.n_ref` reference noises, and on the
+    `eval.n_ref` distance noises every sampler also runs on (the floor). Cached as reference.pt."""
+    model = load_teacher(params, name)
+    shape = dataset_for(params, params.teacher(name).dataset).shape
+    sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
+    out, start = {}, time.perf_counter()
+    for key, seed in tqdm([("reference", params.eval.reference_seed), ("floor", params.eval.distance_seed)],
+                          desc=f"reference {name}", disable=not progress):
+        noise = torch.randn(params.eval.n_ref, *shape, generator=torch.Generator().manual_seed(seed))
+        out[key] = sampler(noise)
+        if key == "floor":
+            out["noise"] = noise
+    info = {"n_ref": params.eval.n_ref, "nfe": sampler.nfe, "seconds": time.perf_counter() - start}
+    save_checkpoint({**out, **info}, reference_path(params, name))
+    return info
+
+
 @dataclass
 class TeacherContext:
     """Everything a method notebook needs to evaluate samplers of one teacher."""
@@ -150,22 +186,33 @@ class TeacherContext:
     ground_truth: Tensor
     gt_nfe: int
     train_seconds: float
+    reference: TeacherReference
+    bootstrap: int = 0
 
     def evaluate(self, sampler, *, method: str, timing_repeats: int = 1, **kw: Any) -> dict[str, Any]:
-        """`flowlib.evaluate.evaluate` on this teacher's noise, metric and ground truth."""
+        """`flowlib.evaluate.evaluate` on this teacher's noise, metric, ground truth and reference."""
         return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
-                        method=method, ground_truth=self.ground_truth, timing_repeats=timing_repeats, **kw)
+                        method=method, ground_truth=self.ground_truth, reference=self.reference,
+                        bootstrap=self.bootstrap, timing_repeats=timing_repeats, **kw)
+
+    def data_row(self) -> dict[str, Any]:
+        """Real held-out data scored like a sampler, at the evaluation sample size."""
+        return data_row(self.metric, self.dataset.heldout[: len(self.noise)], dataset=self.dataset.name,
+                        bootstrap=self.bootstrap)
 
 
 def load_context(params: Params, name: str) -> TeacherContext:
-    """Load a trained teacher, its ground truth and its dataset's quality metric."""
+    """Load a trained teacher, its ground truth and reference, and its dataset's quality metrics."""
     tp = params.teacher(name)
     dataset = dataset_for(params, tp.dataset)
     model = load_teacher(params, name)
-    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", rebuild_hint(f"teacher@{name}"))
-    meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt")["meta"]
+    hint = rebuild_hint(f"teacher@{name}")
+    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", hint)
+    ref = load_checkpoint(reference_path(params, name), hint)
+    meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt", hint)["meta"]
+    reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"]), ref["noise"], ref["floor"])
     return TeacherContext(name, dataset, model, quality_metric(params, dataset), gt["noise"], gt["samples"],
-                          int(gt["nfe"]), float(meta["train_seconds"]))
+                          int(gt["nfe"]), float(meta["train_seconds"]), reference, params.eval.bootstrap)
 
 
 def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
@@ -176,14 +223,31 @@ def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) ->
         sampler = ODESampler.uniform(ctx.model, nfe, method)
         rows.append(ctx.evaluate(sampler, method="baseline", timing_repeats=params.eval.timing_repeats))
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
-    rows.append(ctx.evaluate(adaptive, method="baseline"))
+    rows.append(ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor))  # the floor row
     return rows
 
 
+def noise_band(ctx: TeacherContext, rows: pd.DataFrame) -> pd.DataFrame:
+    """How far the distance to the data moves between draws, for the ground truth and the real data.
+
+    Compares the bootstrap standard deviation in the rows with the spread over disjoint redraws of `n_eval`
+    ground-truth samples (from the floor samples), so the bootstrap band is checked against real redraws.
+    """
+    gt = rows[rows["solver"] == "adaptive"].iloc[0]
+    held = rows[rows["method"] == "data"].iloc[0]
+    redraw_mean, redraw_sd, draws = redraw_std(ctx.metric, ctx.reference.floor, len(ctx.noise))
+    return pd.DataFrame([
+        {"row": "real held-out data", "quality": held["quality"], "bootstrap_std": held["quality_std"],
+         "redraws": 0, "redraw_mean": float("nan"), "redraw_std": float("nan")},
+        {"row": "ground truth (adaptive)", "quality": gt["quality"], "bootstrap_std": gt["quality_std"],
+         "redraws": draws, "redraw_mean": redraw_mean, "redraw_std": redraw_sd},
+    ])
+
+
 def baseline_headline(df: pd.DataFrame) -> dict[str, Any]:
-    """Headline metrics of a baselines table: best quality at 4 and 8 NFE, real data, ground truth and its NFE."""
+    """Headline metrics of a baselines table: best quality and gt_distance at 4 NFE, real data, ground truth, floor."""
     gt = df[df["solver"] == "adaptive"]
     held = df[df["method"] == "data"]
-    return headline_metrics(df, (4, 8), heldout=held["quality"].iloc[0] if len(held) else float("nan"),
-                            gt=gt["quality"].iloc[0] if len(gt) else float("nan"),
-                            gt_nfe=gt["nfe"].iloc[0] if len(gt) else float("nan"))
+    first = lambda frame, col: frame[col].iloc[0] if len(frame) else float("nan")  # noqa: E731
+    return headline_metrics(df, (4,), heldout=first(held, "quality"), gt=first(gt, "quality"),
+                            floor=first(gt, "gt_distance"))
