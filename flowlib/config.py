@@ -82,7 +82,7 @@ class EvalParams(Section):
                        "noise every sampler also runs on for gt_distance")
     reference_seed: NonNegativeInt = Field(2024, description="noise of the ground-truth reference draw")
     distance_seed: NonNegativeInt = Field(99, description="noise the samplers run on for gt_distance")
-    bootstrap: NonNegativeInt = Field(20, description="bootstrap resamples behind each noise band (0: no band)")
+    bootstrap: NonNegativeInt = Field(10, description="bootstrap resamples behind each noise band (0: no band)")
     band_sigmas: PositiveFloat = Field(2.0, description="a difference counts when it exceeds this many standard "
                                        "deviations of the difference")
 
