@@ -141,7 +141,7 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
                        scale * _lookup(df, b, k, "gt_distance_std"), sigmas)
 
     def pair(a: str, b: str, k: int) -> str:
-        return (f"K={k}: to GT {band('gt_distance', b, k)} → {band('gt_distance', a, k)} ({vs(a, b, k)}); "
+        return (f"to GT {band('gt_distance', b, k)} → {band('gt_distance', a, k)} ({vs(a, b, k)}); "
                 f"FID {band('quality', b, k)} → {band('quality', a, k)} ({compare_quality(a, b, k)})")
 
     def compare_quality(a: str, b: str, k: int) -> str:
@@ -155,7 +155,7 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
         "bellman-beats-uniform", "Bellman steps beat uniform steps at equal NFE, without training",
         f"at every K: Euler on the Bellman grid is closer to the teacher's distribution than uniform Euler, {rule}",
         "FID uniform → Bellman: CIFAR-10 51.95 → 47.57 (4 NFE), 16.82 → 15.74 (8); CelebA-HQ 158.95 → 92.03 (4)",
-        "; ".join(pair("bellman-euler", "euler", k) for k in bp.nfes),
+        "; ".join(f"K={k}: {pair('bellman-euler', 'euler', k)}" for k in bp.nfes),
         verdict(case(vs("bellman-euler", "euler", k)) for k in bp.nfes)))
 
     sizes = {k: grids["times"][grids["paths"][k]].diff() for k in bp.nfes if k >= 4}
@@ -179,7 +179,7 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
         "straightening-improves", "Straightening improves on the training-free Bellman grid",
         f"at every finetuned K: BOSS (full finetune) is closer to the teacher's distribution than Bellman Euler, {rule}",
         "CelebA-HQ, 6 NFE: FID 72.54 → 18.67",
-        "; ".join(pair(full, "bellman-euler", k) for k in bp.finetune_k),
+        "; ".join(f"K={k}: {pair(full, 'bellman-euler', k)}" for k in bp.finetune_k),
         verdict(case(vs(full, "bellman-euler", k)) for k in bp.finetune_k)))
 
     shares = {k: _lookup(df, lora, k, "trained_params") / _lookup(df, full, k, "trained_params") for k in bp.finetune_k}
@@ -187,14 +187,17 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
         "lora-close-to-full", "LoRA straightening comes close to full finetuning with a small share of the parameters",
         f"at every finetuned K: LoRA's distance to the teacher's distribution is not above 1.25 × full finetuning's, {rule}",
         "CelebA-HQ: FID 36.70 (LoRA r=4, about 2 % of parameters) vs 33.86 (full)",
-        "; ".join(f"K={k}, {100 * shares[k]:.1f}% of parameters: " + pair(lora, full, k) for k in bp.finetune_k),
+        "; ".join(f"K={k}, {100 * shares[k]:.1f}% of parameters: to GT LoRA {band('gt_distance', lora, k)} vs full "
+                  f"{band('gt_distance', full, k)} ({vs(lora, full, k, scale=1.25)} than 1.25 × full); FID LoRA "
+                  f"{band('quality', lora, k)} vs full {band('quality', full, k)}" for k in bp.finetune_k),
         verdict(case(vs(lora, full, k, scale=1.25), ("better", "within noise")) for k in bp.finetune_k)))
 
     claims.append(claim(
         "beats-reflow", "BOSS beats Uniform-Reflow and Distill-K-Reflow at equal iterations (harder data)",
         f"at every finetuned K: BOSS is closer to the teacher's distribution than both reflow baselines, {rule}",
         "6 NFE FID: CelebA-HQ 18.67 vs 34.56 (Distill-6) and 43.57 (Uniform); CIFAR-10 4.80 vs 4.35 and 4.33 (no gain)",
-        "; ".join(f"{pair(full, 'uniform-reflow', k)}; vs distill-{k}: {pair(full, f'distill-{k}-reflow', k)}"
+        "; ".join(f"K={k}: vs uniform-reflow {pair(full, 'uniform-reflow', k)}; vs distill-{k}-reflow "
+                  f"{pair(full, f'distill-{k}-reflow', k)}"
                   for k in bp.finetune_k),
         verdict(both(case(vs(full, "uniform-reflow", k)), case(vs(full, f"distill-{k}-reflow", k)))
                 for k in bp.finetune_k)))
