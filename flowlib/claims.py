@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+import torch
+from torch import Tensor
 
 from .artifacts import atomic_path, write_text
 
@@ -71,6 +73,22 @@ def compare(a: float, b: float, std_a: float, std_b: float, sigmas: float = 2.0)
     if a < b - band:
         return "better"
     return "worse" if a > b + band else "within noise"
+
+
+def compare_paired(differences: Tensor, sigmas: float = 2.0) -> str:
+    """Is A better than B on paired per-sample numbers (`differences` = a_i − b_i on the same noise, lower is better)?
+
+    The rule: the mean difference counts only beyond `sigmas` standard errors of the mean; returns like `compare`.
+    Pairing removes the spread the samples share, so a paired RMSE resolves far smaller gaps than two bands.
+    """
+    diffs = differences.double().flatten()
+    diffs = diffs[torch.isfinite(diffs)]
+    if len(diffs) < 2:
+        return "not measured"
+    mean, err = float(diffs.mean()), float(diffs.std() / math.sqrt(len(diffs)))
+    if mean < -sigmas * err:
+        return "better"
+    return "worse" if mean > sigmas * err else "within noise"
 
 
 def case(outcome: str, accepted: tuple[str, ...] = ("better",)) -> bool | None:

@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -140,6 +140,23 @@ class BossParams(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class BespokeParams(Section):
+    """Bespoke solvers: one learned RK1/RK2 scale-time solver per (base, NFE), trained on the teacher's paths."""
+
+    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16, 20], min_length=1,
+                                    description="NFE budgets (RK2 takes the even ones: 2 NFE per step)")
+    bases: list[Literal["rk1", "rk2"]] = Field(["rk1", "rk2"], min_length=1, description="base solvers")
+    pool: PositiveInt = Field(1024, description="training noises whose dense ground truth is solved once")
+    val: PositiveInt = Field(256, description="held-out validation noises (checkpoint choice by RMSE)")
+    grid: int = Field(101, ge=2, description="time points of the dense ground truth (cubic Hermite in between)")
+    iterations: PositiveInt = Field(100, description="Adam steps per solver")
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 1e-2
+    l_tau: PositiveFloat = Field(1.0, description="L_τ, the network's Lipschitz bound in the loss weights (paper: 1)")
+    val_every: PositiveInt = Field(20, description="iterations between validation RMSE checks")
+    seed: NonNegativeInt = 11
+
+
 class ParamsFile(Section):
     """The structure of params.yaml (and of every file under profiles/)."""
 
@@ -149,6 +166,7 @@ class ParamsFile(Section):
     eval: EvalParams = Field(default_factory=EvalParams)
     teachers: dict[str, TeacherParams] = Field(min_length=1, description="one teacher flow per entry")
     boss: BossParams = Field(default_factory=BossParams)
+    bespoke: BespokeParams = Field(default_factory=BespokeParams)
     smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
 
 
@@ -165,6 +183,7 @@ class Params:
     eval: EvalParams
     teachers: dict[str, TeacherParams]
     boss: BossParams
+    bespoke: BespokeParams = field(default_factory=BespokeParams)
     smoke: bool = False
 
     def teacher(self, name: str) -> TeacherParams:
@@ -327,7 +346,8 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
         pf = ParamsFile.model_validate(_deep_update(raw, pf.smoke))
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
-                  data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, smoke=smoke)
+                  data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, bespoke=pf.bespoke,
+                  smoke=smoke)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -307,11 +307,16 @@ def check_same_metric(names: list[str] | set[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------- RMSE and time
-def rmse(samples: Tensor, reference: Tensor) -> float:
-    """Mean over samples of the per-sample RMSE sqrt(mean_dims (x - x_ref)^2) (Bespoke's RMSE norm)."""
+def per_sample_rmse(samples: Tensor, reference: Tensor) -> Tensor:
+    """sqrt(mean_dims (x - x_ref)^2) per sample (Bespoke's RMSE norm), float64 [n]."""
     if samples.shape != reference.shape:
         raise MetricError(f"RMSE needs matching shapes, got {tuple(samples.shape)} and {tuple(reference.shape)}.")
-    return float((samples - reference).double().flatten(1).pow(2).mean(dim=1).sqrt().mean())
+    return (samples - reference).double().flatten(1).pow(2).mean(dim=1).sqrt()
+
+
+def rmse(samples: Tensor, reference: Tensor) -> float:
+    """Mean over samples of the per-sample RMSE (`per_sample_rmse`)."""
+    return float(per_sample_rmse(samples, reference).mean())
 
 
 def time_call(fn: Callable[[], Tensor], repeats: int = 1) -> tuple[Tensor, float]:

@@ -113,3 +113,19 @@ def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> Path:
     sns.lineplot(data=steps, x="position", y="size", hue="K", marker="o", palette="viridis", ax=ax)
     ax.set(xlabel="position of the step in t (0 = noise, 1 = data)", ylabel="step size", yscale="log", title=title)
     return save_figure(fig, path)
+
+
+def plot_scale_time(values: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Learned Bespoke maps: t_r − r (top) and s_r (bottom) against r, one column per base, one line per NFE."""
+    bases = list(dict.fromkeys(values["base"]))
+    fig, axes = plt.subplots(2, len(bases), figsize=(4.6 * len(bases), 6), squeeze=False, sharex=True)
+    values = values.assign(t_minus_r=values["t"] - values["r"])
+    for col, base in enumerate(bases):
+        sub = values[values["base"] == base]
+        for row, (y, label) in enumerate((("t_minus_r", "t_r − r (0: uniform time)"), ("s", "s_r (1: no scaling)"))):
+            ax = axes[row][col]
+            sns.lineplot(data=sub, x="r", y=y, hue="NFE", marker="o", markersize=3, palette="viridis", ax=ax)
+            ax.axhline(0.0 if y == "t_minus_r" else 1.0, color="k", linewidth=0.8, linestyle=":")
+            ax.set(ylabel=label, title=f"{base}" if row == 0 else "")
+    fig.suptitle(title)
+    return save_figure(fig, path)

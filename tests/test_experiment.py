@@ -24,7 +24,8 @@ def test_fit_teacher_is_deterministic(tmp_path):
 
 
 def test_every_pipeline_checkpoint_loads_weights_only(tmp_path):
-    """Teacher (last.pt and teacher.pt), ground truth, classifier, BOSS grids and every student: all plain data."""
+    """Teacher (last.pt and teacher.pt), ground truth, classifier, BOSS grids, every student and every Bespoke solver
+    (and its ground-truth pool): all plain data."""
     from flowlib.artifacts import CheckpointError, load_checkpoint
     from flowlib.experiments.boss import compute_grids, finetune_rows
     from flowlib.experiments.common import load_context, solve_ground_truth, solve_reference, train_feature_classifier
@@ -38,9 +39,12 @@ def test_every_pipeline_checkpoint_loads_weights_only(tmp_path):
     solve_reference(params, "moons", progress=False)
     ctx = load_context(params, "moons")
     finetune_rows(params, ctx, compute_grids(params, ctx), progress=False)
+    from flowlib.experiments.bespoke import ground_truth_pool, train_solvers
+    train_solvers(params, ctx, ground_truth_pool(params, ctx, progress=False), progress=False)
     written = sorted(p.relative_to(params.artifacts).as_posix() for p in params.artifacts.rglob("*.pt"))
     teacher = {f"teachers/moons/{f}.pt" for f in ("last", "teacher", "ground_truth", "reference")}
     assert teacher | {"features/digits_classifier.pt", "boss/moons/grids.pt", "boss/moons/uniform-reflow.pt"} <= set(written)
     assert any(w.startswith("boss/moons/bellman-euler+ft-lora") for w in written)
+    assert {"bespoke/moons/ground_truth_pool.pt", "bespoke/moons/bespoke-rk2-nfe4.pt"} <= set(written)
     for name in written:
         load_checkpoint(params.artifacts / name)  # weights-only: raises on anything that is not plain data

@@ -1,0 +1,193 @@
+"""Training Bespoke solvers on the teacher's own paths (notebook 03_bespoke, Method).
+
+The target is the final RMSE to the ground truth, E ‖x(1) − x_n^θ‖ with the RMSE norm ‖v‖ = sqrt(mean_k v_k²). Its
+parallel upper bound (the paper's loss) needs no backpropagation through the sampling chain:
+
+    L(θ) = E Σ_i M_{i+1} ‖x^aux(t_{i+1}) − step_i^θ(x^aux(t_i))‖,   M_{i+1} = Π_{j>i} L_j,
+
+with the local errors taken on ground-truth states at the *current* learned times, re-attached to first order
+(x^aux(t) = x(t) + u_t(x(t)) (t − sg(t))) so that the times get gradients from the ground-truth side too.
+
+Ground truth: `dense_ground_truth` solves a pool of noises once with dopri5 onto a fine time grid and stores the
+states and the teacher's velocity there; `DenseTrajectories.at` reads any time by cubic Hermite interpolation
+(fourth-order accurate, so the learned times can move freely without re-solving).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..metrics import rmse
+from ..solvers.adaptive import solve_adaptive
+from ..solvers.bespoke import BASES, BespokeSolver
+from ..solvers.nfe import Velocity
+
+
+class BespokeTrainingError(RuntimeError):
+    """Training produced a non-finite loss or parameters."""
+
+
+@dataclass
+class DenseTrajectories:
+    """Ground-truth trajectories of a pool of noises on a fine time grid: `states` and `velocities` [G, P, ...]."""
+
+    times: Tensor        # [G], float64, from 0 to 1
+    states: Tensor
+    velocities: Tensor
+
+    def __len__(self) -> int:
+        return self.states.shape[1]
+
+    @property
+    def endpoints(self) -> Tensor:
+        return self.states[-1]
+
+    def at(self, t: Tensor, idx: Tensor | None = None) -> Tensor:
+        """x(t) for every time in `t` [K] and pool member in `idx` (all if None): [K, B, ...], cubic Hermite."""
+        states = self.states if idx is None else self.states[:, idx]
+        vel = self.velocities if idx is None else self.velocities[:, idx]
+        t = t.detach().to(self.times.dtype).clamp(0.0, 1.0)
+        k = (torch.searchsorted(self.times, t, right=True) - 1).clamp(0, len(self.times) - 2)
+        h = self.times[k + 1] - self.times[k]
+        tau = (t - self.times[k]) / h
+        shape = (-1,) + (1,) * (states.dim() - 1)
+        tau, h = tau.view(shape).to(states.dtype), h.view(shape).to(states.dtype)
+        h00, h10 = 2 * tau**3 - 3 * tau**2 + 1, tau**3 - 2 * tau**2 + tau
+        h01, h11 = -2 * tau**3 + 3 * tau**2, tau**3 - tau**2
+        return h00 * states[k] + h10 * h * vel[k] + h01 * states[k + 1] + h11 * h * vel[k + 1]
+
+
+@torch.no_grad()
+def dense_ground_truth(velocity: Velocity, noise: Tensor, grid: int, rtol: float = 1e-5, atol: float = 1e-5) -> DenseTrajectories:
+    """Solve from `noise` with dopri5 onto `grid` uniform times and record the teacher's velocity at each."""
+    if grid < 2:
+        raise ValueError(f"The dense ground truth needs at least 2 grid times, got {grid}.")
+    times = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
+    states = solve_adaptive(velocity, noise, rtol=rtol, atol=atol, times=times)
+    vel = torch.stack([velocity(x, t.to(x.dtype).expand(len(x))) for x, t in zip(states, times)])
+    return DenseTrajectories(times, states, vel)
+
+
+def local_errors(solver: BespokeSolver, velocity: Velocity, gt: DenseTrajectories, idx: Tensor) -> Tensor:
+    """d_i per sample [n, B]: the RMSE-norm error of step i from x^aux(t_i) to x^aux(t_{i+1}), all steps at once."""
+    v = solver.values()
+    t = v.t[:: solver.stages]                                  # the n + 1 step times, with grad
+    x = gt.at(t, idx)                                          # [n + 1, B, ...], no grad
+    with torch.no_grad():
+        u = velocity(x.flatten(0, 1), t.detach().to(x.dtype).repeat_interleave(x.shape[1])).view_as(x)
+    shift = (t - t.detach()).to(x.dtype).view((-1,) + (1,) * (x.dim() - 1))
+    x_aux = x + u * shift                                      # same value; d x_aux / d t_i = u_{t_i}(x(t_i))
+    n, batch = solver.n, x.shape[1]
+    steps = torch.arange(n).repeat_interleave(batch)
+    y = solver.step(velocity, x_aux[:-1].flatten(0, 1), steps, v).view_as(x_aux[1:])
+    return ((x_aux[1:] - y).flatten(2).pow(2).mean(2) + 1e-20).sqrt()
+
+
+def bespoke_loss(solver: BespokeSolver, velocity: Velocity, gt: DenseTrajectories, idx: Tensor,
+                 l_tau: float = 1.0) -> Tensor:
+    """The parallel RMSE bound: mean over the batch of Σ_i M_{i+1} d_i (see the module docstring)."""
+    d = local_errors(solver, velocity, gt, idx)
+    weights = solver.error_weights(l_tau).to(d.dtype)
+    return (weights[:, None] * d).sum(0).mean()
+
+
+@dataclass
+class BespokeResult:
+    """A trained solver (the best by validation RMSE), its history and its cost."""
+
+    solver: BespokeSolver
+    best_iteration: int
+    best_val_rmse: float
+    seconds: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, loss, val RMSE or NaN)
+
+
+def validation_rmse(solver: BespokeSolver, velocity: Velocity, noise: Tensor, target: Tensor) -> float:
+    """The real objective, sequentially: RMSE of the solver's samples from `noise` to their ground truth."""
+    with torch.no_grad():
+        return rmse(solver.solve(velocity, noise), target)
+
+
+def train_bespoke(
+    solver: BespokeSolver,
+    velocity: nn.Module,
+    gt: DenseTrajectories,
+    val_noise: Tensor,
+    val_target: Tensor,
+    *,
+    iterations: int,
+    batch_size: int,
+    lr: float,
+    l_tau: float = 1.0,
+    val_every: int = 25,
+    seed: int = 0,
+    progress: bool = True,
+) -> BespokeResult:
+    """Adam on the parallel bound with minibatches from the ground-truth pool `gt`; every `val_every` iterations
+    the RMSE on held-out `val_noise` is measured and the best solver so far kept (the paper's tables pick by FID).
+
+    The network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
+    """
+    if iterations < 1 or batch_size < 1 or val_every < 1:
+        raise ValueError(f"iterations, batch_size and val_every must be positive, got {iterations}, {batch_size}, {val_every}.")
+    flags = [p.requires_grad for p in velocity.parameters()]
+    velocity.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(solver.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-6)
+    best = (validation_rmse(solver, velocity, val_noise, val_target), 0, copy.deepcopy(solver.state_dict()))
+    history: list[tuple[int, float, float]] = [(0, float("nan"), best[0])]
+    start = time.perf_counter()
+    try:
+        for it in tqdm(range(1, iterations + 1), desc=f"{solver.name} n={solver.n}", disable=not progress, leave=False):
+            idx = torch.randint(len(gt), (batch_size,), generator=gen)
+            loss = bespoke_loss(solver, velocity, gt, idx, l_tau)
+            if not torch.isfinite(loss):
+                raise BespokeTrainingError(f"{solver.name} n={solver.n}: the loss became {loss.item()} at iteration {it}; "
+                                           "lower bespoke.lr or check the teacher for NaNs.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            val = float("nan")
+            if it % val_every == 0 or it == iterations:
+                val = validation_rmse(solver, velocity, val_noise, val_target)
+                if val < best[0]:
+                    best = (val, it, copy.deepcopy(solver.state_dict()))
+            history.append((it, loss.item(), val))
+    finally:
+        for p, flag in zip(velocity.parameters(), flags):
+            p.requires_grad_(flag)
+    seconds = time.perf_counter() - start
+    solver.load_state_dict(best[2])
+    return BespokeResult(solver, best[1], best[0], seconds, history)
+
+
+# ------------------------------------------------------------------------------------------ persistence
+def save_bespoke(path: str | Path, solver: BespokeSolver, **meta: Any) -> None:
+    """Save a solver (its base, n and raw parameters) as a checksummed, weights-only checkpoint."""
+    save_checkpoint({"base": solver.base, "n": solver.n, "state_dict": solver.state_dict(), "meta": meta}, path)
+
+
+def load_bespoke(path: str | Path, rebuild_hint: str = "") -> BespokeSolver:
+    """Load a solver saved by `save_bespoke`; a file that is not one, or holds impossible values, is rejected."""
+    state = load_checkpoint(path, rebuild_hint)
+    fix = f" Rebuild it: {rebuild_hint}" if rebuild_hint else ""
+    try:
+        base, n, weights = state["base"], state["n"], state["state_dict"]
+        if base not in BASES or not isinstance(n, int):
+            raise KeyError("base/n")
+        solver = BespokeSolver(base, n)
+        solver.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path} is not a saved Bespoke solver ({reason}).{fix}") from None
+    if not all(torch.isfinite(p).all() for p in solver.parameters()):
+        raise CheckpointError(f"{path} holds non-finite Bespoke parameters.{fix}")
+    return solver
