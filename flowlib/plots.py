@@ -118,14 +118,18 @@ def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> Path:
 def plot_scale_time(values: pd.DataFrame, path: str | Path, title: str) -> Path:
     """Learned Bespoke maps: t_r − r (top) and s_r (bottom) against r, one column per base, one line per NFE."""
     bases = list(dict.fromkeys(values["base"]))
-    fig, axes = plt.subplots(2, len(bases), figsize=(4.6 * len(bases), 6), squeeze=False, sharex=True)
-    values = values.assign(t_minus_r=values["t"] - values["r"])
+    order = [str(n) for n in sorted(values["NFE"].unique())]
+    values = values.assign(t_minus_r=values["t"] - values["r"], NFE=values["NFE"].astype(str))
+    fig, axes = plt.subplots(2, len(bases), figsize=(4.6 * len(bases) + 1.2, 6), squeeze=False, sharex=True)
     for col, base in enumerate(bases):
         sub = values[values["base"] == base]
         for row, (y, label) in enumerate((("t_minus_r", "t_r − r (0: uniform time)"), ("s", "s_r (1: no scaling)"))):
             ax = axes[row][col]
-            sns.lineplot(data=sub, x="r", y=y, hue="NFE", marker="o", markersize=3, palette="viridis", ax=ax)
+            sns.lineplot(data=sub, x="r", y=y, hue="NFE", hue_order=order, marker="o", markersize=3,
+                         palette="viridis", ax=ax, legend=(row == 0 and col == len(bases) - 1))
             ax.axhline(0.0 if y == "t_minus_r" else 1.0, color="k", linewidth=0.8, linestyle=":")
-            ax.set(ylabel=label, title=f"{base}" if row == 0 else "")
+            ax.set(ylabel=label if col == 0 else "", title=base if row == 0 else "")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), title="NFE")
     fig.suptitle(title)
     return save_figure(fig, path)

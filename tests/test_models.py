@@ -4,7 +4,7 @@ import torch
 from flowlib.data import load_dataset
 from flowlib.flow import TrainConfig, flow_matching_loss, train_teacher
 from flowlib.metrics import sliced_wasserstein
-from flowlib.models import build_model, count_parameters
+from flowlib.models import MLPVelocity, build_model, count_parameters
 from flowlib.solvers import ODESampler
 
 
@@ -47,3 +47,18 @@ def test_small_unet_digits_teacher_trains_and_samples():
     assert samples.shape == noise.shape and torch.isfinite(samples).all()
     # samples moved from noise towards the data distribution (pixel-space sliced W2)
     assert sliced_wasserstein(samples, ds.train) < 0.6 * sliced_wasserstein(noise, ds.train)
+
+
+def test_mlp_shared_time_fast_path_is_the_same_function():
+    """A batch at one time computes the time branch once; it must match row-by-row evaluation."""
+    torch.manual_seed(0)
+    net = MLPVelocity((3,), hidden=32, depth=4)
+    x = torch.randn(16, 3)
+    t = torch.full((16,), 0.37)
+    with torch.no_grad():
+        fast = net(x, t)
+        rows = torch.cat([net(x[i:i + 1], t[i:i + 1]) for i in range(16)])
+    assert torch.allclose(fast, rows, atol=1e-6)
+    t.requires_grad_(True)  # per-row gradients in t: the general path, one gradient per row
+    (grad,) = torch.autograd.grad(net(x, t).sum(), t)
+    assert torch.allclose(net(x, t.detach()), fast, atol=1e-6) and (grad != 0).all()

@@ -93,20 +93,25 @@ def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
     return InceptionFeatures(params.data.inception_weights, params.data.inception_sha256)
 
 
-def quality_metric(params: Params, dataset: Dataset) -> QualityMetric:
-    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits), Inception FID (CIFAR-10)."""
+def quality_metric(params: Params, dataset: Dataset, extractor: FeatureExtractor | None = None) -> QualityMetric:
+    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits), Inception FID (CIFAR-10).
+
+    `extractor`: the image feature space when already built (it is shared with `gt_distance_metric`)."""
     if not dataset.is_image:
         return SlicedW2(dataset.train)
-    return FID(feature_extractor(params, dataset), dataset.train)
+    return FID(extractor or feature_extractor(params, dataset), dataset.train)
 
 
-def gt_distance_metric(params: Params, dataset: Dataset, reference: Tensor) -> QualityMetric:
+def gt_distance_metric(params: Params, dataset: Dataset, reference: Tensor,
+                       extractor: FeatureExtractor | None = None) -> QualityMetric:
     """The distance to the teacher's own distribution (`reference`: its ground-truth samples at n_ref).
 
     Images: the Fréchet distance in the same feature space as the quality metric. Points: the Fréchet distance
     in random Fourier features of them (`RandomFourierFeatures`; sliced W2 is too noisy at this n).
     """
-    extractor = feature_extractor(params, dataset) if dataset.is_image else RandomFourierFeatures(reference.shape[1])
+    if not dataset.is_image:
+        extractor = RandomFourierFeatures(reference.shape[1])
+    extractor = extractor or feature_extractor(params, dataset)
     return FID(extractor, reference, name="fd-to-gt-" + extractor.metric_name.split("-", 1)[1])
 
 
@@ -210,8 +215,9 @@ def load_context(params: Params, name: str) -> TeacherContext:
     gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", hint)
     ref = load_checkpoint(reference_path(params, name), hint)
     meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt", hint)["meta"]
-    reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"]), ref["noise"], ref["floor"])
-    return TeacherContext(name, dataset, model, quality_metric(params, dataset), gt["noise"], gt["samples"],
+    extractor = feature_extractor(params, dataset) if dataset.is_image else None  # built once, used by both metrics
+    reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"], extractor), ref["noise"], ref["floor"])
+    return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"], gt["samples"],
                           int(gt["nfe"]), float(meta["train_seconds"]), reference, params.eval.bootstrap)
 
 
