@@ -16,13 +16,12 @@ import argparse
 import copy
 import json
 import os
-import re
 import sys
 import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -244,14 +243,26 @@ def _resolve(loc: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
     return node, tuple(shown)
 
 
-def _describe(error: dict[str, Any]) -> str:
+class Problem(NamedTuple):
+    """One problem of a parameter file: where (the key path as a tuple) and the line that explains it."""
+
+    loc: tuple[Any, ...]
+    text: str
+
+
+def _problem(loc: tuple[Any, ...], text: str) -> Problem:
+    """`key.path: text` at `loc`."""
+    return Problem(loc, f"{_path(loc)}: {text}")
+
+
+def _describe(error: dict[str, Any]) -> Problem:
     """One pydantic error as `key.path: given → expected`."""
     loc = tuple(error["loc"])
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "extra_forbidden":
         parent, shown = _resolve(loc[:-1])
         known = sorted(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
-        return f"{_path(shown + loc[-1:])}: unknown key → one of the known keys {known}"
+        return _problem(shown + loc[-1:], f"unknown key → one of the known keys {known}")
     node, shown = _resolve(loc)
     given = "nothing" if kind == "missing" else _show(error.get("input"))
     if kind in _EXPECTED:
@@ -269,28 +280,32 @@ def _describe(error: dict[str, Any]) -> str:
         expected = f"at least {ctx.get('min_length')} entr{'y' if ctx.get('min_length') == 1 else 'ies'}"
     else:
         expected = error["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-    return f"{_path(shown)}: {given} → {expected}"
+    return _problem(shown, f"{given} → {expected}")
 
 
-def _cross_field_problems(pf: ParamsFile) -> list[str]:
+def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     """Rules that tie keys together; checked once every key has the right type."""
     problems = []
     ev = pf.eval
     seeds = {"eval.seed": ev.seed, "eval.reference_seed": ev.reference_seed, "eval.distance_seed": ev.distance_seed}
     if len(set(seeds.values())) < len(seeds):
-        problems.append(f"eval.distance_seed: {seeds} → three different seeds (the reference, the samplers' distance "
-                        "noise and the evaluation noise must be independent draws)")
+        problems.append(_problem(("eval", "distance_seed"), f"{seeds} → three different seeds (the reference, the "
+                                 "samplers' distance noise and the evaluation noise must be independent draws)"))
+    if pf.bespoke.seed in seeds.values():
+        problems.append(_problem(("bespoke", "seed"), f"{pf.bespoke.seed} → a seed none of {seeds} uses (the Bespoke "
+                                 "training noise must not be the evaluation or reference noise)"))
     for key in ("nfes", "finetune_k"):
         for i, k in enumerate(getattr(pf.boss, key)):
             if k > pf.boss.n_fine:
-                problems.append(f"boss.{key}[{i}]: {k} → at most boss.n_fine = {pf.boss.n_fine} (K jumps on the fine grid)")
+                problems.append(_problem(("boss", key, i), f"{k} → at most boss.n_fine = {pf.boss.n_fine} (K jumps on "
+                                         "the fine grid)"))
     for name, tp in pf.teachers.items():
         held = heldout_size(tp.dataset, pf.data.heldout_fraction, pf.data.n_toy)
         if tp.n_eval > held:
-            problems.append(f"teachers.{name}.n_eval: {tp.n_eval} → at most {held}, the held-out size of {tp.dataset} "
-                            "(samples and real data are scored at the same size)")
+            problems.append(_problem(("teachers", name, "n_eval"), f"{tp.n_eval} → at most {held}, the held-out size of "
+                                     f"{tp.dataset} (samples and real data are scored at the same size)"))
         if tp.model.arch == "unet" and tp.dataset not in IMAGE_DATASETS:
-            problems.append(f"teachers.{name}.model.arch: 'unet' → 'mlp' for the 2-D dataset {tp.dataset!r}")
+            problems.append(_problem(("teachers", name, "model", "arch"), f"'unet' → 'mlp' for the 2-D dataset {tp.dataset!r}"))
     return problems
 
 
@@ -301,11 +316,11 @@ def _deep_update(base: dict, overrides: dict) -> dict:
     return out
 
 
-def _overridden(problem: str, smoke: dict[str, Any]) -> bool:
+def _overridden(problem: Problem, smoke: dict[str, Any]) -> bool:
     """Whether the key a problem names is set by the smoke overrides (otherwise the plain check reports it)."""
     node: Any = smoke
-    for key in re.findall(r"[^.\[\]]+", problem.split(": ", 1)[0]):
-        if isinstance(node, list) and key.isdigit():
+    for key in problem.loc:
+        if isinstance(key, int):  # a list entry: the override sets the whole list
             continue
         if not isinstance(node, dict) or key not in node:
             return False
@@ -313,10 +328,10 @@ def _overridden(problem: str, smoke: dict[str, Any]) -> bool:
     return True
 
 
-def validate(raw: Any) -> tuple[ParamsFile | None, list[str]]:
+def validate(raw: Any) -> tuple[ParamsFile | None, list[Problem]]:
     """Check a raw mapping against the schema; return the typed file (or None) and every problem found."""
     if not isinstance(raw, dict):
-        return None, [f"(top level): {_show(raw)} → a mapping of sections (profile, paths, data, eval, teachers, ...)"]
+        return None, [_problem((), f"{_show(raw)} → a mapping of sections (profile, paths, data, eval, teachers, ...)")]
     try:
         pf = ParamsFile.model_validate(raw)
     except ValidationError as exc:
@@ -326,11 +341,12 @@ def validate(raw: Any) -> tuple[ParamsFile | None, list[str]]:
 
 def check_raw(raw: Any, where: str = "params") -> ParamsFile:
     """Validate a raw file and its smoke overrides; raise one `ConfigError` listing every problem."""
-    pf, problems = validate(raw)
+    pf, found = validate(raw)
+    problems = [p.text for p in found]
     smoke = raw.get("smoke") if isinstance(raw, dict) else None
     if isinstance(smoke, dict) and smoke:
         _, smoke_problems = validate(_deep_update(raw, smoke))
-        problems += [f"smoke.{p} (with the smoke overrides applied)" for p in smoke_problems if _overridden(p, smoke)]
+        problems += [f"smoke.{p.text} (with the smoke overrides applied)" for p in smoke_problems if _overridden(p, smoke)]
     if problems:
         n = len(problems)
         raise ConfigError(f"{where}: {n} problem{'s' * (n > 1)}:\n" + "\n".join(f"  - {p}" for p in problems), problems)

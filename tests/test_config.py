@@ -71,6 +71,9 @@ def _with(path, value):
     (("boss", "train", "steps"), 0, "boss.train.steps: 0 → an integer ≥ 1"),
     (("boss", "lora_rnk"), 4, "boss.lora_rnk: unknown key"),
     (("teachers",), {}, "teachers: {} → at least 1 entry"),
+    (("bespoke", "bases"), ["rk4"], "bespoke.bases[0]: 'rk4' → one of 'rk1' or 'rk2'"),
+    (("bespoke", "seed"), 1234, "bespoke.seed: 1234 → a seed none of"),
+    (("bespoke", "grid"), 1, "bespoke.grid: 1 → an integer ≥ 2"),
     (("smoke", "boss", "train", "steps"), "x", "smoke.boss.train.steps: 'x' → an integer (with the smoke overrides applied)"),
 ])
 def test_bad_params_are_one_clear_line(path, value, message):
