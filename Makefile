@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: repro test lint install lab bench clean-venv
+.PHONY: repro test test-browser lint install lab bench clean-venv
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
@@ -20,6 +20,13 @@ endif
 test: lint
 	$(BIN)/python -m pytest
 
+# JupyterLab in headless Chromium runs a method notebook and checks figures, widgets and errors (tests_browser/).
+# Installs Debian's chromium (apt-get, as root) and Playwright's Python package; screenshots in reports/screenshots/.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,browser]'
+	$(BIN)/python -m pytest tests_browser
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -31,8 +38,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-up on first open
+	JUPYTERLAB_SETTINGS_DIR="$(abspath .jupyter/lab/user-settings)" $(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py

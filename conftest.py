@@ -2,10 +2,49 @@
 
 The nbval kernel inherits this process's environment, so setting the variables here covers both
 `make test` and a bare `pytest`.
+
+Notebook outputs are also checked here, cell by cell, for what a reader would see: no output may show an absolute
+path of this machine, and the figures a notebook reports writing (`check_figures_shown`, its last cell) must match
+the images it displayed.
 """
 import os
+import re
 import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("FLOWLIB_SMOKE", "1")
 os.environ.setdefault("FLOWLIB_SMOKE_DIR", tempfile.mkdtemp(prefix="flowlib-smoke-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+MACHINE_PATHS = sorted({str(Path(__file__).resolve().parent), os.environ["FLOWLIB_SMOKE_DIR"], tempfile.gettempdir() + "/"})
+_IMAGES: Counter = Counter()  # notebook -> image outputs so far
+
+
+def _text(output) -> str:
+    """Everything readable in one nbval output: stream text, text/plain, markdown, html, tracebacks."""
+    parts = [output.get("text", "")] + list(output.get("traceback", []))
+    data = output.get("data", {})
+    parts += [data.get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    outputs = getattr(item, "test_outputs", None) or []
+    notebook = str(getattr(item, "fspath", ""))
+    _IMAGES[notebook] += sum("image/png" in o.get("data", {}) for o in outputs)
+    for output in outputs:
+        text = _text(output)
+        leaked = [p for p in MACHINE_PATHS if p in text]
+        if leaked:
+            raise AssertionError(f"{item.name}: an output shows a path of this machine ({leaked}): "
+                                 f"{text.strip()[:300]!r}. Show paths relative to the repository.")
+        written = re.search(r"(\d+) figure\(s\) written, all shown inline", text)
+        if written and int(written.group(1)) != _IMAGES[notebook]:
+            raise AssertionError(f"{Path(notebook).name}: {written.group(1)} figures written but "
+                                 f"{_IMAGES[notebook]} image outputs displayed.")
+    return result

@@ -1,10 +1,14 @@
 """Seaborn/matplotlib figures for reports/: samples, loss curves, quality and RMSE against NFE.
 
-Every figure is written atomically as PNG. Pure functions of tensors and result tables.
+Every figure is written atomically as PNG and returned as a `SavedFigure`: a path that Jupyter shows as the
+picture itself, so `display(plot_...(...))` (or a plot call ending a cell) puts the figure inline, in the live
+notebook and in the executed copies. `check_figures_shown()`, the last cell of every notebook that plots, fails
+when a figure was written but never shown.
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -14,24 +18,60 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from .artifacts import atomic_path  # noqa: E402
 from .evaluate import sampler_label  # noqa: E402
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
+class FigureNotShownError(RuntimeError):
+    """A notebook wrote a figure that it never displayed."""
+
+
+_WRITTEN: dict[str, bool] = {}  # figures written by this process -> shown inline yet
+
+
+class SavedFigure(os.PathLike):
+    """A figure written to disk: usable as a path, shown by Jupyter as the PNG itself (`_repr_png_`), and printed
+    as `figures/<name>.png`, never as an absolute path of the machine."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        _WRITTEN.setdefault(str(self.path), False)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"SavedFigure({Path(self.path.parent.name, self.path.name).as_posix()!r})"
+
+    def _repr_png_(self) -> bytes:
+        _WRITTEN[str(self.path)] = True
+        return self.path.read_bytes()
+
+
+def check_figures_shown() -> str:
+    """Raise `FigureNotShownError` if a figure written in this process was never displayed; else a one-line summary."""
+    hidden = [Path(p).name for p, shown in _WRITTEN.items() if not shown]
+    if hidden:
+        raise FigureNotShownError(f"Written but not shown inline: {hidden}. End the cell with the plot call, or wrap it "
+                                  "in display(...).")
+    return f"{len(_WRITTEN)} figure(s) written, all shown inline"
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> SavedFigure:
+    """Save a figure as PNG atomically, close it, and return it as a `SavedFigure`."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return Path(path)
+    return SavedFigure(path)
 
 
 _YLABELS = {"quality": None, "gt_distance": "distance to the teacher's distribution", "rmse_to_gt": "RMSE to ground truth"}
 
 
-def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Path:
+def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> SavedFigure:
     """One panel per dataset: `y` against NFE (log-log) per sampler, ± one bootstrap std where the table has it.
 
     Reference lines, with their own ± std band shaded: the real data and the ground truth for `quality`, the floor
@@ -62,6 +102,7 @@ def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Path:
         ylabel = sub[metric_col].iloc[0] if metric_col and len(sub) else _YLABELS.get(y, y)
         ax.set(xscale="log", yscale="log", title=name, ylabel=ylabel)
         ax.set_xticks(sorted(sub["nfe"].unique()), labels=[str(n) for n in sorted(sub["nfe"].unique())])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only the NFE ticks, no 3x10^0
         ax.legend(fontsize=7)
     title = {"quality": "Distance to the data", "gt_distance": "Distance to the teacher's own distribution",
              "rmse_to_gt": "RMSE to the ground truth"}.get(y, y)
@@ -90,7 +131,8 @@ def _draw_panel(ax: plt.Axes, samples: Tensor, title: str, reference: Tensor | N
     ax.set_title(title, fontsize=9)
 
 
-def plot_sample_panels(panels: dict[str, Tensor], path: str | Path, reference: Tensor | None = None, nrow: int = 8) -> Path:
+def plot_sample_panels(panels: dict[str, Tensor], path: str | Path, reference: Tensor | None = None,
+                       nrow: int = 8) -> SavedFigure:
     """One panel per entry (title -> samples); 2-D panels are drawn over `reference` in grey."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, samples) in zip(axes[0], panels.items()):
@@ -98,7 +140,7 @@ def plot_sample_panels(panels: dict[str, Tensor], path: str | Path, reference: T
     return save_figure(fig, path)
 
 
-def plot_loss(history: list[tuple[int, float]], path: str | Path, title: str) -> Path:
+def plot_loss(history: list[tuple[int, float]], path: str | Path, title: str) -> SavedFigure:
     """Training loss (moving average over each logging window) against step."""
     df = pd.DataFrame(history, columns=["step", "loss"])
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -107,7 +149,7 @@ def plot_loss(history: list[tuple[int, float]], path: str | Path, title: str) ->
     return save_figure(fig, path)
 
 
-def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> Path:
+def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
     """Step size against position in [0, 1] (step i at (i - 1/2) / K), one line per K (BOSS's grid shape)."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     sns.lineplot(data=steps, x="position", y="size", hue="K", marker="o", palette="viridis", ax=ax)
@@ -115,7 +157,7 @@ def plot_step_sizes(steps: pd.DataFrame, path: str | Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def plot_scale_time(values: pd.DataFrame, path: str | Path, title: str) -> Path:
+def plot_scale_time(values: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
     """Learned Bespoke maps: t_r − r (top) and s_r (bottom) against r, one column per base, one line per NFE."""
     bases = list(dict.fromkeys(values["base"]))
     order = [str(n) for n in sorted(values["NFE"].unique())]

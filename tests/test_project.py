@@ -36,3 +36,18 @@ def test_dvc_stages_point_at_existing_notebooks():
         body = stage.get("do", stage)
         notebook = body["cmd"].split()[1]
         assert (ROOT / notebook).is_file() and notebook in body["deps"], name
+
+
+def test_notebooks_that_plot_check_every_figure_is_shown():
+    """The last cell of a plotting notebook runs check_figures_shown(), which fails under nbval (and papermill) when a
+    written figure was not displayed; conftest.py then matches its count against the image outputs."""
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        sources = ["".join(c["source"]) for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+        if any("flowlib.plots import" in s for s in sources):
+            assert "check_figures_shown()" in sources[-1], nb_path.name
+
+
+def test_jupyterlab_opens_without_the_news_prompt():
+    settings = ROOT / ".jupyter/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    assert '"fetchNews": "false"' in settings.read_text()
+    assert "JUPYTERLAB_SETTINGS_DIR" in (ROOT / "Makefile").read_text()

@@ -52,3 +52,16 @@ def test_readme_shows_the_generated_table():
     text = (ROOT / "README.md").read_text()
     shown = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
     assert shown == (ROOT / "reports" / "results.md").read_text().strip()
+
+
+def test_saved_figure_shows_inline_and_never_an_absolute_path(tmp_path, monkeypatch):
+    from flowlib import plots
+
+    monkeypatch.setattr(plots, "_WRITTEN", {})
+    fig = plots.plot_sample_panels({"pts": torch.randn(50, 2)}, tmp_path / "figures" / "p.png")
+    assert repr(fig) == "SavedFigure('figures/p.png')" and str(tmp_path) not in repr(fig)
+    assert Path(fig).is_file()  # still a path
+    with pytest.raises(plots.FigureNotShownError, match=r"p\.png"):
+        plots.check_figures_shown()
+    assert fig._repr_png_().startswith(b"\x89PNG")  # what Jupyter displays
+    assert plots.check_figures_shown() == "1 figure(s) written, all shown inline"
