@@ -166,6 +166,17 @@ def merge_results(results_dir: str | Path) -> pd.DataFrame:
     return pd.concat([read_results(f) for f in files], ignore_index=True)
 
 
+def lookup(df: pd.DataFrame, solver: str, nfe: int | None, col: str) -> float:
+    """`col` of the first row of `solver` at `nfe` (any NFE if None), NaN when the table has no such row."""
+    hit = df[(df["solver"] == solver) & ((df["nfe"] == nfe) if nfe is not None else True)]
+    return float(hit[col].iloc[0]) if len(hit) else math.nan
+
+
+def with_band(df: pd.DataFrame, solver: str, nfe: int | None, col: str) -> str:
+    """`value±std` of `col` (its noise band is the `<col>_std` column), as the claims write it."""
+    return f"{lookup(df, solver, nfe, col):.3g}±{lookup(df, solver, nfe, col + '_std'):.2g}"
+
+
 def _short(x: float) -> float | None:
     return None if pd.isna(x) else float(f"{float(x):.4g}")
 

@@ -18,6 +18,7 @@ from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
 from ..claims import Claim, case, compare, compare_paired, verdict
 from ..config import Params
 from ..distill.bespoke import DenseTrajectories, dense_ground_truth, save_bespoke, train_bespoke
+from ..evaluate import lookup, with_band
 from ..metrics import per_sample_rmse, rmse
 from ..solvers import ODESampler
 from ..solvers.bespoke import (
@@ -40,8 +41,7 @@ def bespoke_dir(params: Params, teacher: str) -> Path:
 
 def budgets(params: Params) -> list[tuple[str, int]]:
     """(base, NFE) of every solver to train: RK2 spends 2 NFE a step, so it takes the even budgets."""
-    stages = {"rk1": 1, "rk2": 2}
-    return [(b, k) for b in params.bespoke.bases for k in params.bespoke.nfes if k % stages[b] == 0]
+    return [(b, k) for b in params.bespoke.bases for k in params.bespoke.nfes if k % BASES[b] == 0]
 
 
 # ------------------------------------------------------------------------------------------ ground truth
@@ -79,7 +79,7 @@ def train_solvers(params: Params, ctx: TeacherContext, gt: dict[str, Any], progr
     bp = params.bespoke
     out = {}
     for base, nfe in tqdm(budgets(params), desc=f"bespoke {ctx.name}", disable=not progress):
-        solver = BespokeSolver(base, nfe // (2 if base == "rk2" else 1))
+        solver = BespokeSolver(base, nfe // BASES[base])
         result = train_bespoke(solver, ctx.model, gt["pool"], gt["val_noise"], gt["val_target"], iterations=bp.iterations,
                                batch_size=bp.batch_size, lr=bp.lr, l_tau=bp.l_tau, val_every=bp.val_every,
                                seed=bp.seed + nfe, progress=progress)
@@ -172,11 +172,6 @@ def paired_rmse(ctx: TeacherContext, results: dict[tuple[str, int], Any], sigmas
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def _lookup(df: pd.DataFrame, solver: str, nfe: int | None, col: str) -> float:
-    hit = df[(df["solver"] == solver) & ((df["nfe"] == nfe) if nfe is not None else True)]
-    return float(hit[col].iloc[0]) if len(hit) else float("nan")
-
-
 def bespoke_claims(df: pd.DataFrame, params: Params, teacher: str, teacher_seconds: float,
                    rmse_outcomes: dict[tuple[str, int], str], order: pd.DataFrame) -> list[Claim]:
     """The paper's claims with this run's numbers and a computed verdict.
@@ -186,13 +181,12 @@ def bespoke_claims(df: pd.DataFrame, params: Params, teacher: str, teacher_secon
     same noise, by the standard error of the per-sample differences (`compare_paired`).
     """
     sigmas = params.eval.band_sigmas
-    d = lambda s, k: _lookup(df, s, k, "gt_distance")  # noqa: E731
-    sd = lambda s, k: _lookup(df, s, k, "gt_distance_std")  # noqa: E731
-    floor, floor_sd = _lookup(df, "adaptive", None, "gt_distance"), _lookup(df, "adaptive", None, "gt_distance_std")
-    gt_fid = _lookup(df, "adaptive", None, "quality")
+    d = lambda s, k: lookup(df, s, k, "gt_distance")  # noqa: E731
+    sd = lambda s, k: lookup(df, s, k, "gt_distance_std")  # noqa: E731
+    floor, floor_sd = lookup(df, "adaptive", None, "gt_distance"), lookup(df, "adaptive", None, "gt_distance_std")
+    gt_fid = lookup(df, "adaptive", None, "quality")
 
-    def band(col: str, s: str, k: int | None) -> str:
-        return f"{_lookup(df, s, k, col):.3g}±{_lookup(df, s, k, col + '_std'):.2g}"
+    band = lambda col, s, k: with_band(df, s, k, col)  # noqa: E731
 
     rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
     claim = partial(Claim, "bespoke", teacher)
@@ -205,7 +199,7 @@ def bespoke_claims(df: pd.DataFrame, params: Params, teacher: str, teacher_secon
         base_at_floor = compare(d(method, nfe), floor, sd(method, nfe), floor_sd, sigmas) == "within noise"
         quality_ok = dist == "better" or (dist == "within noise" and base_at_floor)
         cases.append(None if dist == "not measured" else (rmse_outcome == "better" and quality_ok))
-        rmse_pair = f"{_lookup(df, method, nfe, 'rmse_to_gt'):.3g} → {_lookup(df, solver, nfe, 'rmse_to_gt'):.3g}"
+        rmse_pair = f"{lookup(df, method, nfe, 'rmse_to_gt'):.3g} → {lookup(df, solver, nfe, 'rmse_to_gt'):.3g}"
         ours.append(f"{base}@{nfe}: RMSE {rmse_pair} ({rmse_outcome}); to GT {band('gt_distance', method, nfe)} → "
                     f"{band('gt_distance', solver, nfe)} ({dist}{', base already at the floor' if base_at_floor else ''})")
     claims.append(claim(
@@ -219,12 +213,12 @@ def bespoke_claims(df: pd.DataFrame, params: Params, teacher: str, teacher_secon
     for nfe, pct in ((10, 5), (20, 1)):
         s = "bespoke-rk2"
         outcome = compare(d(s, nfe), floor, sd(s, nfe), floor_sd, sigmas)
-        gap = 100 * (_lookup(df, s, nfe, "quality") - gt_fid) / gt_fid
+        gap = 100 * (lookup(df, s, nfe, "quality") - gt_fid) / gt_fid
         resolution = 100 * sigmas * math.hypot(sd(s, nfe), floor_sd) / d(s, nfe) if d(s, nfe) > 0 else float("nan")
         near.append(case(outcome, ("better", "within noise")))
         ours.append(f"{nfe} NFE (paper: within {pct}%): to GT {band('gt_distance', s, nfe)} vs floor {floor:.3g}±{floor_sd:.2g} "
                     f"({outcome}; the band is {resolution:.0f}% of the value); FID to data {band('quality', s, nfe)} vs GT "
-                    f"{gt_fid:.3g} ({gap:+.1f}%, inside a ±{_lookup(df, s, nfe, 'quality_std'):.2g} band)")
+                    f"{gt_fid:.3g} ({gap:+.1f}%, inside a ±{lookup(df, s, nfe, 'quality_std'):.2g} band)")
     claims.append(claim(
         "near-ground-truth", "RK2-Bespoke is within 5% of the ground truth's quality at 10 NFE and within 1% at 20",
         "at 10 and 20 NFE: RK2-Bespoke's distance to the teacher's distribution is at the floor (within noise of an "

@@ -17,6 +17,7 @@ from ..artifacts import load_checkpoint, save_checkpoint
 from ..claims import Claim, both, case, compare, verdict
 from ..config import Params
 from ..distill import reflow, straighten, straightening_pairs
+from ..evaluate import lookup, with_band
 from ..flow import save_velocity_model
 from ..models import count_parameters
 from ..solvers import ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
@@ -112,11 +113,6 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def _lookup(df: pd.DataFrame, solver: str, nfe: int, col: str) -> float:
-    hit = df[(df["solver"] == solver) & (df["nfe"] == nfe)]
-    return float(hit[col].iloc[0]) if len(hit) else float("nan")
-
-
 def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher: str,
                 teacher_seconds: float) -> list[Claim]:
     """The paper's claims with this run's numbers and a computed verdict.
@@ -128,24 +124,23 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
     """
     bp, sigmas = params.boss, params.eval.band_sigmas
     lora, full = f"bellman-euler+ft-lora{bp.lora_rank}", "bellman-euler+ft-full"
-    q = lambda s, k: _lookup(df, s, k, "quality")  # noqa: E731
-    d = lambda s, k: _lookup(df, s, k, "gt_distance")  # noqa: E731
-    r = lambda s, k: _lookup(df, s, k, "rmse_to_gt")  # noqa: E731
+    q = lambda s, k: lookup(df, s, k, "quality")  # noqa: E731
+    d = lambda s, k: lookup(df, s, k, "gt_distance")  # noqa: E731
+    r = lambda s, k: lookup(df, s, k, "rmse_to_gt")  # noqa: E731
 
-    def band(col: str, s: str, k: int) -> str:
-        return f"{_lookup(df, s, k, col):.3g}±{_lookup(df, s, k, col + '_std'):.2g}"
+    band = lambda col, s, k: with_band(df, s, k, col)  # noqa: E731
 
     def vs(a: str, b: str, k: int, scale: float = 1.0) -> str:
         """compare() of sampler a against (scale x) sampler b at K, on gt_distance."""
-        return compare(d(a, k), scale * d(b, k), _lookup(df, a, k, "gt_distance_std"),
-                       scale * _lookup(df, b, k, "gt_distance_std"), sigmas)
+        return compare(d(a, k), scale * d(b, k), lookup(df, a, k, "gt_distance_std"),
+                       scale * lookup(df, b, k, "gt_distance_std"), sigmas)
 
     def pair(a: str, b: str, k: int) -> str:
         return (f"to GT {band('gt_distance', b, k)} → {band('gt_distance', a, k)} ({vs(a, b, k)}); "
                 f"FID {band('quality', b, k)} → {band('quality', a, k)} ({compare_quality(a, b, k)})")
 
     def compare_quality(a: str, b: str, k: int) -> str:
-        return compare(q(a, k), q(b, k), _lookup(df, a, k, "quality_std"), _lookup(df, b, k, "quality_std"), sigmas)
+        return compare(q(a, k), q(b, k), lookup(df, a, k, "quality_std"), lookup(df, b, k, "quality_std"), sigmas)
 
     rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
     claim = partial(Claim, "boss", teacher)
@@ -182,7 +177,7 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
         "; ".join(f"K={k}: {pair(full, 'bellman-euler', k)}" for k in bp.finetune_k),
         verdict(case(vs(full, "bellman-euler", k)) for k in bp.finetune_k)))
 
-    shares = {k: _lookup(df, lora, k, "trained_params") / _lookup(df, full, k, "trained_params") for k in bp.finetune_k}
+    shares = {k: lookup(df, lora, k, "trained_params") / lookup(df, full, k, "trained_params") for k in bp.finetune_k}
     claims.append(claim(
         "lora-close-to-full", "LoRA straightening comes close to full finetuning with a small share of the parameters",
         f"at every finetuned K: LoRA's distance to the teacher's distribution is not above 1.25 × full finetuning's, {rule}",
