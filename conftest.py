@@ -9,6 +9,7 @@ the images it displayed.
 """
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("FLOWLIB_SMOKE", "1")
-os.environ.setdefault("FLOWLIB_SMOKE_DIR", tempfile.mkdtemp(prefix="flowlib-smoke-"))
+if "FLOWLIB_SMOKE_DIR" not in os.environ:  # our own throw-away directory: removed when the session ends
+    os.environ["FLOWLIB_SMOKE_DIR"] = _OWN_SMOKE_DIR = tempfile.mkdtemp(prefix="flowlib-smoke-")
+else:
+    _OWN_SMOKE_DIR = None
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 MACHINE_PATHS = sorted({str(Path(__file__).resolve().parent), os.environ["FLOWLIB_SMOKE_DIR"], tempfile.gettempdir() + "/"})
@@ -48,3 +52,9 @@ def pytest_runtest_call(item):
             raise AssertionError(f"{Path(notebook).name}: {written.group(1)} figures written but "
                                  f"{_IMAGES[notebook]} image outputs displayed.")
     return result
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the smoke directory this run made (about 40 MB of checkpoints and samples per run)."""
+    if _OWN_SMOKE_DIR:
+        shutil.rmtree(_OWN_SMOKE_DIR, ignore_errors=True)
