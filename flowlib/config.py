@@ -30,6 +30,7 @@ from .artifacts import write_text
 from .data import DATASETS, IMAGE_DATASETS, heldout_size
 from .flow import TrainConfig
 from .solvers.fixed_grid import METHODS
+from .solvers.flowturbo import Schedule, ScheduleError
 
 SCHEMA_FILE = "params.schema.json"
 
@@ -156,6 +157,23 @@ class BespokeParams(Section):
     seed: NonNegativeInt = 11
 
 
+DEFAULT_SCHEDULES = ["H1P2", "H1P4", "H1P6", "H1P8", "H1P2R2", "H1P4R2", "H1P8R3", "H3R2", "H2P2R2", "H1P1R1H1P1R1"]
+
+
+class FlowTurboParams(Section):
+    """FlowTurbo: a velocity refiner per teacher, H/P/R schedules, eager and compiled sampling, latency."""
+
+    refiners: dict[str, ModelConfig] = Field({}, description="the refiner's net per teacher (a key of `teachers`)")
+    delta_max: float = Field(0.15, gt=0, le=1, description="Δ ~ U(0, delta_max) per batch in training (paper: 0.12)")
+    batch_size: PositiveInt = 128
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    schedules: list[str] = Field(DEFAULT_SCHEDULES, min_length=1, description="H/P/R schedules, e.g. H1P4R2")
+    compile: bool = Field(True, description="also time every sampler compiled with torch.compile")
+    latency_batches: list[PositiveInt] = Field([1, 8, 64], min_length=1, description="batch sizes of the latency table")
+    latency_repeats: PositiveInt = Field(11, description="timed runs per latency cell (the median is kept)")
+    ratio_batch: PositiveInt = Field(8, description="the batch size whose latency the acceleration ratio uses")
+
+
 class ParamsFile(Section):
     """The structure of params.yaml (and of every file under profiles/)."""
 
@@ -166,6 +184,7 @@ class ParamsFile(Section):
     teachers: dict[str, TeacherParams] = Field(min_length=1, description="one teacher flow per entry")
     boss: BossParams = Field(default_factory=BossParams)
     bespoke: BespokeParams = Field(default_factory=BespokeParams)
+    flowturbo: FlowTurboParams = Field(default_factory=FlowTurboParams)
     smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
 
 
@@ -183,6 +202,7 @@ class Params:
     teachers: dict[str, TeacherParams]
     boss: BossParams
     bespoke: BespokeParams = field(default_factory=BespokeParams)
+    flowturbo: FlowTurboParams = field(default_factory=FlowTurboParams)
     smoke: bool = False
 
     def teacher(self, name: str) -> TeacherParams:
@@ -299,7 +319,25 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
             if k > pf.boss.n_fine:
                 problems.append(_problem(("boss", key, i), f"{k} → at most boss.n_fine = {pf.boss.n_fine} (K jumps on "
                                          "the fine grid)"))
+    ft = pf.flowturbo
+    for i, text in enumerate(ft.schedules):
+        try:
+            Schedule.parse(text)
+        except ScheduleError as exc:
+            problems.append(_problem(("flowturbo", "schedules", i), f"{text!r} → {exc}"))
+    if ft.ratio_batch not in ft.latency_batches:
+        problems.append(_problem(("flowturbo", "ratio_batch"), f"{ft.ratio_batch} → one of flowturbo.latency_batches "
+                                 f"{ft.latency_batches}"))
+    for name in ft.refiners:
+        if name not in pf.teachers:
+            problems.append(_problem(("flowturbo", "refiners", name), f"unknown teacher → one of {sorted(pf.teachers)}"))
     for name, tp in pf.teachers.items():
+        if name not in ft.refiners:
+            problems.append(_problem(("flowturbo", "refiners"), f"no refiner for teacher {name!r} → add "
+                                     f"flowturbo.refiners.{name}, e.g. {{arch: mlp, hidden: 64, depth: 3}}"))
+        elif ft.refiners[name].arch == "unet" and tp.dataset not in IMAGE_DATASETS:
+            problems.append(_problem(("flowturbo", "refiners", name, "arch"), f"'unet' → 'mlp' for the 2-D dataset "
+                                     f"{tp.dataset!r}"))
         held = heldout_size(tp.dataset, pf.data.heldout_fraction, pf.data.n_toy)
         if tp.n_eval > held:
             problems.append(_problem(("teachers", name, "n_eval"), f"{tp.n_eval} → at most {held}, the held-out size of "
@@ -363,7 +401,7 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
                   data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, bespoke=pf.bespoke,
-                  smoke=smoke)
+                  flowturbo=pf.flowturbo, smoke=smoke)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -149,6 +149,19 @@ def write_results(rows: Iterable[dict[str, Any]], path: str | Path) -> pd.DataFr
     return df
 
 
+SIDE_TABLE_SUFFIX = "-latency"  # reports/results/<stage>-latency.csv: a side table, not result rows
+
+
+def write_side_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write a stage's side table (another schema, e.g. FlowTurbo's latency per batch size) atomically as CSV; its name
+    must end in `-latency.csv`, so `merge_results` leaves it out."""
+    if not Path(path).stem.endswith(SIDE_TABLE_SUFFIX):
+        raise ResultError(f"{path}: a side table's name ends in {SIDE_TABLE_SUFFIX}.csv (merge_results skips those).")
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    return df
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """Read one result CSV, checking the schema."""
     df = pd.read_csv(path)
@@ -160,7 +173,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 def merge_results(results_dir: str | Path) -> pd.DataFrame:
     """Concatenate every `*.csv` under `results_dir` (sorted by name), schema-checked."""
-    files = sorted(Path(results_dir).glob("*.csv"))
+    files = sorted(f for f in Path(results_dir).glob("*.csv") if not f.stem.endswith(SIDE_TABLE_SUFFIX))
     if not files:
         raise ResultError(f"No result tables under {results_dir}; run the pipeline (`dvc repro`) first.")
     return pd.concat([read_results(f) for f in files], ignore_index=True)

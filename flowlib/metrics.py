@@ -341,3 +341,20 @@ def time_call(fn: Callable[[], Tensor], repeats: int = 1) -> tuple[Tensor, float
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return out, best
+
+
+def median_latency(fn: Callable[[], Tensor], repeats: int = 11, warmup: int = 2) -> float:
+    """Median wall time of `fn()` in seconds over `repeats` runs after `warmup` untimed ones (latency, not throughput;
+    NaN when `repeats` is 0: a warm-up only)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) if times else float("nan")

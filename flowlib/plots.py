@@ -175,3 +175,21 @@ def plot_scale_time(values: pd.DataFrame, path: str | Path, title: str) -> Saved
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), title="NFE")
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_pareto(points: pd.DataFrame, path: str | Path, title: str, floor: float | None = None) -> SavedFigure:
+    """Distance to the teacher's distribution against latency (log-log), one marker per sampler and mode, labelled by
+    schedule; Heun's curve joined by a line (down and to the left is better). Columns: family, mode, label,
+    ms_per_sample, gt_distance."""
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    sns.scatterplot(data=points, x="ms_per_sample", y="gt_distance", hue="family", style="mode", s=60, ax=ax)
+    for mode, part in points[points["family"] == "Heun"].groupby("mode"):
+        part = part.sort_values("ms_per_sample")
+        ax.plot(part["ms_per_sample"], part["gt_distance"], color="grey", linewidth=1, linestyle="-" if mode == "eager" else ":")
+    for row in points.itertuples():
+        ax.annotate(row.label, (row.ms_per_sample, row.gt_distance), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    if floor is not None and not math.isnan(floor):
+        ax.axhline(floor, color="k", linestyle="--", linewidth=1, label="floor (GT vs GT)")
+    ax.set(xscale="log", yscale="log", xlabel="ms per sample", ylabel="distance to the teacher's distribution", title=title)
+    ax.legend(fontsize=7, loc="upper right")
+    return save_figure(fig, path)

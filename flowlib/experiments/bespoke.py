@@ -15,11 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
-from ..claims import Claim, case, compare, compare_paired, verdict
+from ..claims import Claim, case, compare, verdict
 from ..config import Params
 from ..distill.bespoke import DenseTrajectories, dense_ground_truth, save_bespoke, train_bespoke
 from ..evaluate import lookup, with_band
-from ..metrics import per_sample_rmse, rmse
+from ..metrics import rmse
 from ..solvers import ODESampler
 from ..solvers.bespoke import (
     BASES,
@@ -29,10 +29,9 @@ from ..solvers.bespoke import (
     cosine_transform,
     piecewise_linear_transform,
 )
-from .common import TeacherContext
+from .common import PAIRED_SAMPLES, TeacherContext
 
 SELECTION = "val-rmse"  # which checkpoint a trained solver keeps (the paper's tables pick by FID)
-PAIRED_SAMPLES = 1000   # evaluation noises behind the paired RMSE comparisons and the order check
 
 
 def bespoke_dir(params: Params, teacher: str) -> Path:
@@ -161,14 +160,9 @@ def order_check(ctx: TeacherContext, results: dict[tuple[str, int], Any], nfe: i
 def paired_rmse(ctx: TeacherContext, results: dict[tuple[str, int], Any], sigmas: float) -> dict[tuple[str, int], str]:
     """compare_paired of each solver's per-sample RMSE against its base solver's, on (the first `PAIRED_SAMPLES`
     of) the evaluation noise."""
-    noise, truth = ctx.noise[:PAIRED_SAMPLES], ctx.ground_truth[:PAIRED_SAMPLES]
-    out = {}
-    for (base, nfe), res in results.items():
-        method = BESPOKE_BASE_METHOD[base]
-        ours = per_sample_rmse(BespokeSampler(ctx.model, res.solver)(noise), truth)
-        theirs = per_sample_rmse(ODESampler.uniform(ctx.model, nfe, method)(noise), truth)
-        out[(base, nfe)] = compare_paired(ours - theirs, sigmas)
-    return out
+    return {(base, nfe): ctx.paired_rmse(BespokeSampler(ctx.model, res.solver),
+                                         ODESampler.uniform(ctx.model, nfe, BESPOKE_BASE_METHOD[base]), sigmas)
+            for (base, nfe), res in results.items()}
 
 
 # ------------------------------------------------------------------------------------------- verdicts

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
+from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import Dataset, digits_labels, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
@@ -27,12 +28,15 @@ from ..metrics import (
     QualityMetric,
     RandomFourierFeatures,
     SlicedW2,
+    per_sample_rmse,
     redraw_std,
     train_digits_classifier,
 )
 from ..models import build_model, count_parameters
-from ..solvers import AdaptiveSampler, ODESampler
+from ..solvers import AdaptiveSampler, ODESampler, Sampler
 from ..solvers.fixed_grid import get_tableau
+
+PAIRED_SAMPLES = 1000  # evaluation noises behind the paired RMSE comparisons of the claims
 
 
 # ------------------------------------------------------------------------------------------- locations
@@ -199,6 +203,11 @@ class TeacherContext:
         return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
                         method=method, ground_truth=self.ground_truth, reference=self.reference,
                         bootstrap=self.bootstrap, timing_repeats=timing_repeats, **kw)
+
+    def paired_rmse(self, ours: Sampler, theirs: Sampler, sigmas: float, n: int = PAIRED_SAMPLES) -> str:
+        """`compare_paired` of two samplers' per-sample RMSE to the ground truth on the first `n` evaluation noises."""
+        noise, truth = self.noise[:n], self.ground_truth[:n]
+        return compare_paired(per_sample_rmse(ours(noise), truth) - per_sample_rmse(theirs(noise), truth), sigmas)
 
     def data_row(self) -> dict[str, Any]:
         """Real held-out data scored like a sampler, at the evaluation sample size."""

@@ -7,6 +7,7 @@ from torch import nn
 
 from .embeddings import SinusoidalTimeEmbedding
 from .mlp import MLPVelocity
+from .refiner import VelocityRefiner
 from .unet import UNetVelocity
 
 ARCHITECTURES = {"mlp": MLPVelocity, "unet": UNetVelocity}
@@ -29,4 +30,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MLPVelocity", "UNetVelocity", "SinusoidalTimeEmbedding", "build_model", "count_parameters", "ARCHITECTURES"]
+__all__ = ["MLPVelocity", "UNetVelocity", "VelocityRefiner", "SinusoidalTimeEmbedding", "build_model", "count_parameters",
+           "ARCHITECTURES"]

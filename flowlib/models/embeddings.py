@@ -23,3 +23,16 @@ class SinusoidalTimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         angles = t.float()[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def shared_time(t: Tensor) -> bool:
+    """Whether every row of a [batch] time tensor holds the same t, so a net may embed it once and broadcast.
+
+    True for an expanded scalar (stride 0, as the solvers pass it: known without reading t, so `torch.compile`
+    sees no data-dependent branch) and, outside compilation, for equal values. False when t needs gradients.
+    """
+    if t.requires_grad and torch.is_grad_enabled():
+        return False
+    if t.stride(0) == 0:
+        return True
+    return not torch.compiler.is_compiling() and bool((t == t[0]).all())

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalTimeEmbedding
+from .embeddings import SinusoidalTimeEmbedding, shared_time
 
 
 class MLPVelocity(nn.Module):
@@ -17,24 +16,26 @@ class MLPVelocity(nn.Module):
     and is broadcast: the same function, about twice as fast to sample (not when t needs per-row gradients).
     """
 
-    def __init__(self, shape: tuple[int, ...], hidden: int = 512, depth: int = 4, time_dim: int = 64):
+    def __init__(self, shape: tuple[int, ...], hidden: int = 512, depth: int = 4, time_dim: int = 64,
+                 out_shape: tuple[int, ...] | None = None):
         super().__init__()
         if depth < 2:
             raise ValueError(f"MLPVelocity needs depth >= 2, got {depth}")
         self.shape = tuple(shape)
+        self.out_shape = tuple(out_shape or shape)  # another output shape: the velocity refiner's body
         dim = math.prod(self.shape)
         self.time_embed = nn.Sequential(SinusoidalTimeEmbedding(time_dim), nn.Linear(time_dim, hidden), nn.SiLU())
         self.inp = nn.Linear(dim, hidden)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 2))
         self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 2))
-        self.out = nn.Linear(hidden, dim)
+        self.out = nn.Linear(hidden, math.prod(self.out_shape))
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        if t.dim() == 1 and len(t) > 1 and not (t.requires_grad and torch.is_grad_enabled()) and bool((t == t[0]).all()):
+        if t.dim() == 1 and len(t) > 1 and shared_time(t):
             t = t[:1]  # one time for the whole batch: compute its features once, broadcast below
         temb = self.time_embed(t)
         h = self.act(self.inp(x.flatten(1)) + temb)
         for layer, proj in zip(self.hidden, self.time_proj):
             h = self.act(layer(h) + proj(temb))
-        return self.out(h).view(x.shape)
+        return self.out(h).view(x.shape[0], *self.out_shape)

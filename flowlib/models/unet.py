@@ -50,7 +50,8 @@ class SelfAttention(nn.Module):
 class UNetVelocity(nn.Module):
     """v(x, t) for images [B, C, H, W]; H and W must be divisible by 2**(len(channel_mult) - 1).
 
-    `width` is the base channel count, `channel_mult` the multiplier per level, `attention_levels` the level
+    `out_channels` defaults to C (another count: the velocity refiner's body). `width` is the base channel count,
+    `channel_mult` the multiplier per level, `attention_levels` the level
     indices (0 = full resolution) that get self-attention after each residual block.
     """
 
@@ -63,6 +64,7 @@ class UNetVelocity(nn.Module):
         attention_levels: tuple[int, ...] = (),
         dropout: float = 0.0,
         time_dim: int = 64,
+        out_channels: int | None = None,
     ):
         super().__init__()
         c, h, w = shape
@@ -98,7 +100,7 @@ class UNetVelocity(nn.Module):
                 ch = chans[level]
             self.up.append(blocks)
             self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, c, 3, padding=1))
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels or c, 3, padding=1))
 
     @staticmethod
     def _block(c_in: int, c_out: int, temb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
