@@ -174,6 +174,21 @@ class FlowTurboParams(Section):
     ratio_batch: PositiveInt = Field(8, description="the batch size whose latency the acceleration ratio uses")
 
 
+class FGMParams(Section):
+    """Flow Generator Matching: one-step generators distilled from each teacher, a t* sweep, one-step baselines."""
+
+    t_stars: list[float] = Field([0.0, 0.1, 0.2], min_length=1, description="generator times t* in [0, 1) to sweep")
+    sweep_steps: PositiveInt = Field(150, description="generator steps of each sweep run (and of the random-init run)")
+    batch_size: PositiveInt = 128
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the headline run (best t* on validation noise)")
+    online_lr: PositiveFloat | None = Field(None, description="the online model's lr (None: train.lr)")
+    l1_weight: float = Field(0.0, ge=0, description="λ in λ L1 + L2 (paper: 0, L2 only; 1 is the exact gradient)")
+    n_val: PositiveInt = Field(1000, description="validation noises that choose t* (never the evaluation noise)")
+    n_pairs: PositiveInt = Field(2000, description="(noise, teacher sample) pairs of the one-step reflow baseline")
+    monitor_every: PositiveInt = Field(25, description="steps between validation distances on the training curves")
+    seed: NonNegativeInt = 21
+
+
 class ParamsFile(Section):
     """The structure of params.yaml (and of every file under profiles/)."""
 
@@ -185,6 +200,7 @@ class ParamsFile(Section):
     boss: BossParams = Field(default_factory=BossParams)
     bespoke: BespokeParams = Field(default_factory=BespokeParams)
     flowturbo: FlowTurboParams = Field(default_factory=FlowTurboParams)
+    fgm: FGMParams = Field(default_factory=FGMParams)
     smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
 
 
@@ -203,6 +219,7 @@ class Params:
     boss: BossParams
     bespoke: BespokeParams = field(default_factory=BespokeParams)
     flowturbo: FlowTurboParams = field(default_factory=FlowTurboParams)
+    fgm: FGMParams = field(default_factory=FGMParams)
     smoke: bool = False
 
     def teacher(self, name: str) -> TeacherParams:
@@ -311,6 +328,12 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     if len(set(seeds.values())) < len(seeds):
         problems.append(_problem(("eval", "distance_seed"), f"{seeds} → three different seeds (the reference, the "
                                  "samplers' distance noise and the evaluation noise must be independent draws)"))
+    for i, t_star in enumerate(pf.fgm.t_stars):
+        if not 0.0 <= t_star < 1.0:
+            problems.append(_problem(("fgm", "t_stars", i), f"{t_star} → a time in [0, 1) (g(z) = z + (1 − t*) f(z, t*))"))
+    if pf.fgm.seed in seeds.values():
+        problems.append(_problem(("fgm", "seed"), f"{pf.fgm.seed} → a seed none of {seeds} uses (FGM's validation noise "
+                                 "must not be the evaluation or reference noise)"))
     if pf.bespoke.seed in seeds.values():
         problems.append(_problem(("bespoke", "seed"), f"{pf.bespoke.seed} → a seed none of {seeds} uses (the Bespoke "
                                  "training noise must not be the evaluation or reference noise)"))
@@ -401,7 +424,7 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
                   data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, bespoke=pf.bespoke,
-                  flowturbo=pf.flowturbo, smoke=smoke)
+                  flowturbo=pf.flowturbo, fgm=pf.fgm, smoke=smoke)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

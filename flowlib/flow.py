@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +74,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, strict=True)
     ckpt_every: int = Field(500, ge=1, strict=True, description="steps between resumable checkpoints")
     log_every: int = Field(50, ge=1, strict=True, description="steps per logged loss average")
+    max_loss: float | None = Field(None, gt=0, description="stop when |loss| exceeds this (an exploding run); None: never")
 
 
 @dataclass
@@ -108,6 +109,9 @@ def train(
     run_config: dict | None = None,
     progress: bool = True,
     desc: str = "train",
+    companions: dict[str, Any] | None = None,
+    optimizer_betas: tuple[float, float] = (0.9, 0.999),
+    callback: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Minimise `loss_fn(model, generator)` for `config.steps` AdamW steps.
 
@@ -116,12 +120,18 @@ def train(
     from it (a different config starts afresh, so a stale checkpoint is never silently continued).
     Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel, each rank draws its
     own minibatches and only rank 0 writes checkpoints.
+
+    `companions`: objects that `loss_fn` updates itself (e.g. FGM's online model and its optimiser), saved and
+    restored with the checkpoint through their `state_dict` / `load_state_dict`. A NaN, infinite or (with
+    `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything is written, so the last
+    checkpoint stays the last good state. `callback(step, ema_model)` runs at every logged step (monitoring).
     """
+    companions = companions or {}
     rank, world = _distributed()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
     ema = EMA(model, config.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=optimizer_betas)
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     fingerprint = config_hash({"train": config.model_dump(), "run": run_config or {}, "world": world})
@@ -135,6 +145,8 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["generator"][rank] if rank < len(state["generator"]) else state["generator"][0])
+            for key, obj in companions.items():
+                obj.load_state_dict(state["companions"][key])
             step, history, seconds = state["step"], state["history"], state["seconds"]
         elif rank == 0:
             print(f"[flowlib] {ckpt_path} belongs to a different configuration; training from scratch.")
@@ -168,6 +180,7 @@ def train(
                     "generator": gen_states,
                     "history": history,
                     "seconds": seconds,
+                    "companions": {key: obj.state_dict() for key, obj in companions.items()},
                 },
                 ckpt_path,
             )
@@ -178,12 +191,7 @@ def train(
     while step < config.steps:
         start = time.perf_counter()
         loss = loss_fn(net, generator)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"{desc}: loss became {'NaN' if torch.isnan(loss) else 'infinite'} at step {step}. "
-                f"Lower the learning rate (lr={config.lr}), tighten grad_clip (={config.grad_clip}), "
-                "or check the inputs for NaNs."
-            )
+        check_loss(loss, step, config, desc)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -197,6 +205,8 @@ def train(
             history.append((step, running / count))
             bar.set_postfix(loss=f"{running / count:.4f}")
             running, count = 0.0, 0
+            if callback is not None and rank == 0:
+                callback(step, ema.model)
         bar.update(1)
         if step % config.ckpt_every == 0 or step == config.steps:
             checkpoint()
@@ -204,6 +214,20 @@ def train(
     model.eval()
     return TrainResult(model, ema.model, history, seconds, resumed_from)
 
+
+
+def check_loss(loss: Tensor, step: int, config: TrainConfig, desc: str) -> None:
+    """Raise `TrainingDivergedError` for a NaN or infinite loss, or one beyond `config.max_loss` (exploding)."""
+    if not torch.isfinite(loss):
+        what = "NaN" if torch.isnan(loss) else "infinite"
+    elif config.max_loss is not None and abs(loss.item()) > config.max_loss:
+        what = f"{loss.item():.3g}, beyond max_loss={config.max_loss:g} (exploding)"
+    else:
+        return
+    raise TrainingDivergedError(
+        f"{desc}: loss became {what} at step {step}. Lower the learning rate (lr={config.lr}), tighten grad_clip "
+        f"(={config.grad_clip}), or check the inputs for NaNs; the last checkpoint (if any) holds the last good state."
+    )
 
 
 def train_teacher(

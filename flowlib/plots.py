@@ -193,3 +193,16 @@ def plot_pareto(points: pd.DataFrame, path: str | Path, title: str, floor: float
     ax.set(xscale="log", yscale="log", xlabel="ms per sample", ylabel="distance to the teacher's distribution", title=title)
     ax.legend(fontsize=7, loc="upper right")
     return save_figure(fig, path)
+
+
+def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """One panel per curve kind (columns step, value, run, curve), one line per run, log y."""
+    kinds = list(dict.fromkeys(curves["curve"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        sns.lineplot(data=curves[curves["curve"] == kind], x="step", y="value", hue="run", ax=ax, legend=ax is axes[0][-1])
+        ax.set(yscale="log", ylabel=kind, title=kind)
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, title=None)
+    fig.suptitle(title)
+    return save_figure(fig, path)

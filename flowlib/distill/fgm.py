@@ -1,0 +1,187 @@
+"""Flow Generator Matching: distil a flow teacher into a one-step generator, without data.
+
+Convention (flowlib): t = 0 noise ε, t = 1 data. The paper puts data at t = 0; every FGM loss is built from
+differences of velocities, whose global sign flip cancels, so the losses keep their form with t -> 1 - t.
+
+- Generator: x1 = g(z) = z + (1 - t*) f(z, t*), f a velocity net initialised from the teacher; at t* = 0 and
+  teacher weights, g is the teacher's one-step Euler sampler.
+- The generator's samples define their own path x_t = (1 - t) ε + t x1 and an implicit velocity field v_θ. The goal
+  is v_θ = v_T at every t. v_θ is intractable, so an *online* flow model v_ψ (initialised from the teacher) learns it
+  by plain flow matching on detached generator samples.
+- Generator loss (the flow-product identity; the paper trains on L₂ alone):
+      L₂ = E 2 <v_T(x_t, t) - v_ψ(x_t, t), v_ψ(x_t, t) - (x1 - ε)>,   L₁ = E ||v_T(x_t, t) - v_ψ(x_t, t)||²,
+  with x1 = g(z) and x_t keeping their gradient: it flows through the *inputs* of the frozen teacher and online
+  model into θ, never into their weights. With v_ψ the exact implicit field, ∇(L₁ + L₂) = ∇ E||v_θ - v_T||².
+- One iteration: an online step, then a generator step (separate optimisers, 1 : 1).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..artifacts import load_checkpoint
+from ..flow import TrainConfig, TrainResult, check_loss, flow_matching_loss, linear_path, save_velocity_model, train
+from ..models import build_model
+from ..solvers.nfe import Velocity
+
+
+class OneStepGenerator(nn.Module):
+    """g(z) = z + (1 - t*) f(z, t*): one Euler step of the velocity net `f` from time `t_star` to 1."""
+
+    def __init__(self, f: nn.Module, t_star: float = 0.0):
+        super().__init__()
+        if not 0.0 <= t_star < 1.0:
+            raise ValueError(f"t_star must lie in [0, 1), got {t_star}.")
+        self.f, self.t_star = f, float(t_star)
+
+    def forward(self, z: Tensor) -> Tensor:
+        t = torch.full((z.shape[0],), self.t_star, dtype=z.dtype, device=z.device)
+        return z + (1.0 - self.t_star) * self.f(z, t)
+
+    @classmethod
+    def from_teacher(cls, teacher: nn.Module, t_star: float = 0.0) -> "OneStepGenerator":
+        """A trainable copy of the teacher as f (the paper's initialisation)."""
+        return cls(copy.deepcopy(teacher).requires_grad_(True).train(), t_star)
+
+
+class GeneratorSampler:
+    """A one-step generator as a `Sampler`: nfe = 1, deterministic for fixed noise."""
+
+    def __init__(self, generator: nn.Module, name: str = "fgm"):
+        self.generator, self.name = generator.eval(), name
+
+    @property
+    def nfe(self) -> int:
+        return 1
+
+    @torch.no_grad()
+    def __call__(self, noise: Tensor) -> Tensor:
+        return self.generator(noise)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Turn off `requires_grad` of a module's weights for a block (gradients still flow through its inputs)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def generator_loss(x1: Tensor, eps: Tensor, t: Tensor, teacher: Velocity, online: Velocity,
+                   l1_weight: float = 0.0) -> Tensor:
+    """λ L₁ + L₂ on generator samples `x1` (with their gradient), noise `eps` and times `t` (mean over dims and batch).
+
+    Computed in float32 (the inner product of near-equal velocity differences cancels). The value is not progress
+    (it can be negative); only its gradient is.
+    """
+    x1, eps = x1.float(), eps.float()
+    xt, target = linear_path(eps, x1, t.float())
+    v_teacher, v_online = teacher(xt, t.float()).float(), online(xt, t.float()).float()
+    gap = v_teacher - v_online
+    loss = 2 * (gap * (v_online - target)).mean()
+    if l1_weight:
+        loss = loss + l1_weight * gap.pow(2).mean()
+    return loss
+
+
+class OnlineLog:
+    """The online model's loss history and step count, kept in the generator's checkpoints (so a resumed run
+    continues both)."""
+
+    def __init__(self, log_every: int):
+        self.log_every, self.step, self.history, self._window = log_every, 0, [], []
+
+    def add(self, loss: float) -> None:
+        self.step += 1
+        self._window.append(loss)
+        if len(self._window) == self.log_every:
+            self.history.append((self.step, sum(self._window) / len(self._window)))
+            self._window.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "history": list(self.history), "window": list(self._window)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.history, self._window = state["step"], [tuple(h) for h in state["history"]], list(state["window"])
+
+
+@dataclass
+class FGMState:
+    """The online model and its optimiser (saved in the generator's checkpoints, restored on resume)."""
+
+    online: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, batch_size: int, shape: tuple[int, ...],
+                    rng: torch.Generator, config: TrainConfig, step: int, l1_weight: float = 0.0,
+                    t_max: float = 1.0 - 1e-3) -> tuple[Tensor, float]:
+    """One FGM iteration: an online flow-matching step on detached generator samples (applied here), then the
+    generator loss on fresh draws (returned for the trainer to apply). Returns (generator loss, online loss)."""
+    online = state.online
+    with torch.no_grad():
+        x1 = generator(torch.randn(batch_size, *shape, generator=rng))
+    online.train()
+    online_loss = flow_matching_loss(online, x1, rng)
+    check_loss(online_loss, step, config, "fgm online model")
+    state.optimizer.zero_grad(set_to_none=True)
+    online_loss.backward()
+    torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
+    state.optimizer.step()
+
+    z, eps = torch.randn(batch_size, *shape, generator=rng), torch.randn(batch_size, *shape, generator=rng)
+    t = t_max * torch.rand(batch_size, generator=rng)
+    with frozen(online):
+        loss = generator_loss(generator(z), eps, t, teacher, online, l1_weight)
+    return loss, float(online_loss.detach())
+
+
+def train_fgm(teacher: nn.Module, generator: OneStepGenerator, shape: tuple[int, ...], batch_size: int,
+              config: TrainConfig, online_lr: float | None = None, l1_weight: float = 0.0,
+              online: nn.Module | None = None, ckpt_dir: Any = None, *, run_config: dict | None = None,
+              progress: bool = True, callback: Callable[[int, nn.Module], None] | None = None,
+              ) -> tuple[TrainResult, list[tuple[int, float]]]:
+    """Train `generator` by FGM against the frozen `teacher`; the online model starts as a copy of the teacher
+    (or `online`). Returns the trainer's result (generator, its EMA, loss history) and the online loss history.
+
+    Data-free: the only inputs are Gaussian noise draws. Adam with β = (0, 0.999) for both players (as SiD and
+    the public FGM-style code use), the generator's schedule and EMA from `config`.
+    """
+    teacher = teacher.eval().requires_grad_(False)
+    online = copy.deepcopy(online if online is not None else teacher).requires_grad_(True).train()
+    optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
+    state, log = FGMState(online, optimizer), OnlineLog(config.log_every)
+
+    def loss_fn(net: nn.Module, rng: torch.Generator) -> Tensor:
+        loss, online_loss = fgm_step_losses(net, teacher, state, batch_size, shape, rng, config, log.step, l1_weight)
+        log.add(online_loss)
+        return loss
+
+    result = train(generator, loss_fn, config, ckpt_dir,
+                   run_config={"fgm": True, "l1_weight": l1_weight, "t_star": generator.t_star, **(run_config or {})},
+                   progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback,
+                   companions={"online": online, "online_optimizer": optimizer, "online_log": log})
+    return result, log.history
+
+
+def save_generator(path: Any, generator: OneStepGenerator, model_config: dict[str, Any], shape: tuple[int, ...],
+                   **meta: Any) -> None:
+    """Save a generator's net and t* (checksummed, atomic); `model_config` rebuilds the net (the teacher's)."""
+    save_velocity_model(path, generator.f, model_config, shape, t_star=generator.t_star, **meta)
+
+
+def load_generator(path: Any, rebuild_hint: str = "") -> OneStepGenerator:
+    """Rebuild a generator saved by `save_generator`, in eval mode with gradients off."""
+    state = load_checkpoint(path, rebuild_hint)
+    f = build_model(state["model_config"], tuple(state["shape"]))
+    f.load_state_dict(state["state_dict"])
+    return OneStepGenerator(f, state["meta"]["t_star"]).eval().requires_grad_(False)
