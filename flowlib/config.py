@@ -157,7 +157,7 @@ class BespokeParams(Section):
     seed: NonNegativeInt = 11
 
 
-DEFAULT_SCHEDULES = ["H1P2", "H1P4", "H1P6", "H1P8", "H1P2R2", "H1P4R2", "H1P8R3", "H3R2", "H2P2R2", "H1P1R1H1P1R1"]
+DEFAULT_SCHEDULES = ["H1P2", "H1P4", "H1P8", "H1P2R2", "H1P4R2", "H1P8R3", "H3R2", "H2P2R2", "H1P1R1H1P1R1"]
 
 
 class FlowTurboParams(Section):
@@ -170,6 +170,8 @@ class FlowTurboParams(Section):
     schedules: list[str] = Field(DEFAULT_SCHEDULES, min_length=1, description="H/P/R schedules, e.g. H1P4R2")
     compile: bool = Field(True, description="also time every sampler compiled with torch.compile")
     latency_batches: list[PositiveInt] = Field([1, 8, 64], min_length=1, description="batch sizes of the latency table")
+    heun_nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16], min_length=1,
+                                         description="Heun's NFEs on the latency table (its curve for the acceleration ratio)")
     latency_repeats: PositiveInt = Field(11, description="timed runs per latency cell (the median is kept)")
     ratio_batch: PositiveInt = Field(8, description="the batch size whose latency the acceleration ratio uses")
 
@@ -348,6 +350,10 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
             Schedule.parse(text)
         except ScheduleError as exc:
             problems.append(_problem(("flowturbo", "schedules", i), f"{text!r} → {exc}"))
+    for i, n in enumerate(ft.heun_nfes):
+        if n % 2 or n not in ev.nfes:
+            problems.append(_problem(("flowturbo", "heun_nfes", i), f"{n} → an even NFE of eval.nfes {ev.nfes} (Heun's "
+                                     "quality comes from the baselines stage)"))
     if ft.ratio_batch not in ft.latency_batches:
         problems.append(_problem(("flowturbo", "ratio_batch"), f"{ft.ratio_batch} → one of flowturbo.latency_batches "
                                  f"{ft.latency_batches}"))

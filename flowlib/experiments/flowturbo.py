@@ -33,7 +33,6 @@ ABLATIONS = [
     ("refiner added, same teacher NFE", "H1P2R2", "H1P2"),
     ("refiner added, same teacher NFE", "H1P4R2", "H1P4"),
     ("refiner added, same teacher NFE", "H1P8R3", "H1P8"),
-    ("refiner instead of P, same steps", "H1P4R2", "H1P6"),
     ("H→P→R order vs interleaved", "H2P2R2", "H1P1R1H1P1R1"),
 ]
 
@@ -104,14 +103,13 @@ def schedule_rows(params: Params, ctx: TeacherContext, fit: dict[str, Any], prog
     return rows
 
 
-def latency_samplers(params: Params, ctx: TeacherContext, refiner: VelocityRefiner, heun_nfes: list[int]) -> dict[str, str]:
-    """Schedule of every sampler in the latency table: Heun at each of its baseline NFEs, then the FlowTurbo ones."""
-    heun = {f"heun@{n}": heun_schedule(n) for n in sorted(heun_nfes)}
+def latency_samplers(params: Params, ctx: TeacherContext, refiner: VelocityRefiner) -> dict[str, str]:
+    """Schedule of every sampler in the latency table: Heun at each of `flowturbo.heun_nfes`, then the FlowTurbo ones."""
+    heun = {f"heun@{n}": heun_schedule(n) for n in sorted(params.flowturbo.heun_nfes)}
     return {**heun, **{name: name for name in samplers(params, ctx, refiner)}}
 
 
-def latency_table(params: Params, ctx: TeacherContext, refiner: VelocityRefiner, heun_nfes: list[int],
-                  progress: bool = True) -> dict[str, Any]:
+def latency_table(params: Params, ctx: TeacherContext, refiner: VelocityRefiner, progress: bool = True) -> dict[str, Any]:
     """Milliseconds per sample at each latency batch, eager and (with `flowturbo.compile`) compiled, median of repeats.
 
     Every sampler first runs twice per batch size (this compiles the compiled ones: one compiled step per kind, H, P
@@ -125,7 +123,7 @@ def latency_table(params: Params, ctx: TeacherContext, refiner: VelocityRefiner,
     gen = torch.Generator().manual_seed(0)
     noises = {b: torch.randn(b, *ctx.dataset.shape, generator=gen) for b in fp.latency_batches}
     runs: dict[tuple[str, bool], FlowTurboSampler] = {}
-    for label, schedule in latency_samplers(params, ctx, refiner, heun_nfes).items():
+    for label, schedule in latency_samplers(params, ctx, refiner).items():
         parsed = Schedule.parse(schedule)
         for mode in ([False, True] if fp.compile else [False]):
             runs[label, mode] = FlowTurboSampler(ctx.model, parsed, refiner if parsed.count("R") else None,
