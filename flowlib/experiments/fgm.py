@@ -191,15 +191,17 @@ def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, t_star: float, te
 
     q, q_sd = lookup(df, "fgm", 1, "quality"), lookup(df, "fgm", 1, "quality_std")
     gt, gt_sd = lookup(df, "adaptive", None, "quality"), lookup(df, "adaptive", None, "quality_std")
-    close = q - 1.2 * gt <= sigmas * math.hypot(q_sd, 1.2 * gt_sd)
     floor, floor_sd = lookup(df, "adaptive", None, "gt_distance"), lookup(df, "adaptive", None, "gt_distance_std")
+    at_floor = compare(d("fgm", 1), floor, sd("fgm", 1), floor_sd, sigmas)
     claims.append(claim(
         "near-ground-truth", "One-step FGM comes close to the teacher's own quality",
-        f"FGM's distance to the data at most 20% above the ground truth's (the paper's gap: 3.08 vs ≈ 2.58), {rule}",
-        "CIFAR-10: 3.08 (1 step) vs the teacher's RK45 ≈ 2.58 [teacher FID recalled, not confirmed]",
-        f"to the data {q:.3g}±{q_sd:.2g} vs GT {gt:.3g}±{gt_sd:.2g} ({100 * (q / gt - 1):+.0f}%); to the teacher's "
-        f"distribution {d('fgm', 1):.3g} vs the floor {floor:.3g}±{floor_sd:.2g}",
-        verdict([None if math.isnan(q) or math.isnan(gt) else bool(close)])))
+        "FGM's distance to the teacher's distribution within the noise band of the floor (the ground truth against an "
+        "independent draw of itself); the gap in distance to the data is shown beside (at n_eval samples its band is too "
+        "wide to resolve the paper's 20%)",
+        "CIFAR-10: 3.08 (1 step) vs the teacher's RK45 ≈ 2.58 (+19%) [teacher FID recalled, not confirmed]",
+        f"to the teacher's distribution {with_band(df, 'fgm', 1, 'gt_distance')} vs the floor {floor:.3g}±{floor_sd:.2g} "
+        f"({at_floor}); to the data {q:.3g}±{q_sd:.2g} vs GT {gt:.3g}±{gt_sd:.2g} ({100 * (q / gt - 1):+.0f}%)",
+        verdict([None if at_floor == "not measured" else at_floor != "worse"])))
 
     target = random_run.val_distance
     reach = _steps_to_reach(teacher_run.curve, target)
@@ -210,7 +212,8 @@ def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, t_star: float, te
         "the generator starts from the pretrained teacher (a recalled detail; no ablation numbers in the paper)",
         f"validation distance after {random_run.steps} steps: teacher init {teacher_run.val_distance:.3g} vs random "
         f"{target:.3g} (at step 0: {teacher_run.curve[0][1]:.3g} vs {random_run.curve[0][1]:.3g}); the teacher-initialised "
-        f"run was there at step {reach:.0f}",
+        + (f"run was there at step {reach:.0f}" + (" (its start)" if reach == 0 else "") if reach == reach
+           else "run never got there"),
         verdict([bool(reach <= 0.5 * random_run.steps) if not math.isnan(target) else None])))
     return claims
 
