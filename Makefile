@@ -43,6 +43,7 @@ lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-u
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py
+	$(BIN)/python bench/bench_flowturbo.py
 
 clean-venv:
 	rm -rf $(VENV)
