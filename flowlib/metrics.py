@@ -329,32 +329,28 @@ def rmse(samples: Tensor, reference: Tensor) -> float:
     return float(per_sample_rmse(samples, reference).mean())
 
 
+def wall_time(fn: Callable[[], Tensor]) -> tuple[Tensor, float]:
+    """Run `fn` once; return its output and the wall time in seconds (CUDA synchronised on both sides)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
 def time_call(fn: Callable[[], Tensor], repeats: int = 1) -> tuple[Tensor, float]:
     """Run `fn` `repeats` times; return its last output and the best wall time in seconds."""
     best, out = float("inf"), None
     for _ in range(max(repeats, 1)):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+        out, seconds = wall_time(fn)
+        best = min(best, seconds)
     return out, best
 
 
 def median_latency(fn: Callable[[], Tensor], repeats: int = 11, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in seconds over `repeats` runs after `warmup` untimed ones (latency, not throughput;
-    NaN when `repeats` is 0: a warm-up only)."""
+    """Median wall time of `fn()` in seconds over `repeats` runs after `warmup` untimed ones (latency, not throughput)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) if times else float("nan")
+    return float(np.median([wall_time(fn)[1] for _ in range(max(repeats, 1))]))

@@ -17,12 +17,12 @@ from torch import Tensor, nn
 
 from ..claims import Claim, compare, verdict
 from ..config import Params
-from ..distill.fgm import GeneratorSampler, OneStepGenerator, load_generator, save_generator, train_fgm
+from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, train_fgm
 from ..distill.reflow import reflow
 from ..evaluate import lookup, with_band
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
-from .common import TeacherContext, rebuild_hint
+from .common import TeacherContext
 
 TEACHER_NFES = (1, 2, 4, 8)  # the teacher's few-step samplers FGM is set against
 
@@ -224,7 +224,3 @@ def headline(df: pd.DataFrame, t_star: float) -> dict[str, Any]:
             "reflow_d1": lookup(df, "distill-1-reflow", 1, "gt_distance"), "t_star": t_star,
             "train_s": lookup(df, "fgm", 1, "train_seconds")}
 
-
-def load_headline(params: Params, ctx: TeacherContext, label: str) -> nn.Module:
-    """A saved generator of this stage (e.g. to sample more)."""
-    return load_generator(fgm_dir(params, ctx.name) / f"{label}.pt", rebuild_hint(f"fgm@{ctx.name}"))

@@ -19,7 +19,7 @@ from ..claims import Claim, compare, verdict
 from ..config import Params
 from ..distill.flowturbo import load_refiner, save_refiner, train_refiner
 from ..evaluate import headline_metrics
-from ..metrics import median_latency, time_call
+from ..metrics import median_latency, time_call, wall_time
 from ..models import VelocityRefiner, count_parameters
 from ..solvers.flowturbo import FlowTurboSampler, Schedule, compiled_steps
 from .common import TeacherContext, rebuild_hint
@@ -130,13 +130,13 @@ def latency_table(params: Params, ctx: TeacherContext, refiner: VelocityRefiner,
                                                  compiled=mode, steps=steps)
     for sampler in tqdm(runs.values(), desc=f"warm-up and compile {ctx.name}", disable=not progress):
         for noise in noises.values():
-            median_latency(partial(sampler, noise), repeats=0, warmup=2)
+            sampler(noise), sampler(noise)
     times: dict[tuple[str, bool, int], list[float]] = {}
     bar = tqdm(total=len(noises) * fp.latency_repeats, desc=f"latency {ctx.name}", disable=not progress)
     for b, noise in noises.items():
         for _ in range(fp.latency_repeats):
             for (label, mode), sampler in runs.items():
-                times.setdefault((label, mode, b), []).append(median_latency(partial(sampler, noise), repeats=1, warmup=0))
+                times.setdefault((label, mode, b), []).append(wall_time(partial(sampler, noise))[1])
             bar.update()
     bar.close()
     rows = [{"sampler": label, "schedule": str(runs[label, mode].schedule), "compiled": mode, "batch": b,
