@@ -8,7 +8,7 @@ into `holds` (every case), `partly holds` (some), `does not hold` (none) or `not
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -94,6 +94,29 @@ def compare_paired(differences: Tensor, sigmas: float = 2.0) -> str:
 def case(outcome: str, accepted: tuple[str, ...] = ("better",)) -> bool | None:
     """One verdict case from a `compare` outcome: True when it is accepted, None when not measured."""
     return None if outcome == "not measured" else outcome in accepted
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is 0 (an exact teacher has no training time and no parameters to compare with)."""
+    return a / b if b else math.nan
+
+
+EXACT_TEACHER = "the exact teacher (closed-form velocity) has "
+
+
+def not_run(claims: list[Claim], reasons: dict[str, str]) -> list[Claim]:
+    """`claims` with each claim named in `reasons` marked `not run`, the reason as its numbers: a setting that
+    cannot test the claim (e.g. finetuning the weights of a teacher that has none) says so instead of failing it."""
+    return [replace(c, ours=f"not run: {reasons[c.claim_id]}", verdict="not run") if c.claim_id in reasons else c
+            for c in claims]
+
+
+def untestable(paper: str, teacher: str, items: Iterable[tuple[str, str, str, str]]) -> list[Claim]:
+    """Claims of the paper that this setting cannot test, as `not run` rows so the scorecard stays complete.
+
+    `items`: (claim_id, claim, paper's number, reason)."""
+    return [Claim(paper, teacher, cid, text, "needs the paper's own data and models", number, f"not run: {reason}", "not run")
+            for cid, text, number, reason in items]
 
 
 def claims_path(reports: str | Path, paper: str, teacher: str, suffix: str = ".csv") -> Path:

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .artifacts import write_text
-from .data import DATASETS, IMAGE_DATASETS, heldout_size
+from .data import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS, heldout_size
 from .flow import TrainConfig
 from .solvers.fixed_grid import METHODS
 from .solvers.flowturbo import Schedule, ScheduleError
@@ -108,20 +108,39 @@ class UNetConfig(Section):
     time_dim: PositiveInt = 64
 
 
-ModelConfig = Annotated[Union[MLPConfig, UNetConfig], Field(discriminator="arch")]
+class MixtureConfig(Section):
+    """`flowlib.models.GaussianMixtureVelocity`: the exact teacher of a Gaussian-mixture dataset (trains nothing)."""
+
+    arch: Literal["mixture"]
+
+
+ModelConfig = Annotated[Union[MLPConfig, UNetConfig, MixtureConfig], Field(discriminator="arch")]
+NetConfig = Annotated[Union[MLPConfig, UNetConfig], Field(discriminator="arch")]
 
 
 class TeacherParams(Section):
     dataset: DatasetName
     n_eval: PositiveInt = Field(description="evaluation samples (at most the held-out split)")
-    batch_size: PositiveInt
+    batch_size: PositiveInt = Field(256, description="training batch (unused by an exact teacher)")
     model: ModelConfig
-    train: TrainConfig
+    train: TrainConfig = Field(default_factory=TrainConfig, description="training schedule (unused by an exact teacher)")
+    student: NetConfig | None = Field(None, description="exact teachers: the network that FGM's generator and online "
+                                      "model start from (a trained teacher's own weights otherwise)")
+
+    @property
+    def exact(self) -> bool:
+        """A closed-form teacher: nothing to train, no weights to finetune."""
+        return self.model.arch == "mixture"
 
     @property
     def model_dict(self) -> dict[str, Any]:
         """The model config as the plain dict `build_model` and checkpoints take."""
         return self.model.model_dump()
+
+    @property
+    def student_dict(self) -> dict[str, Any]:
+        """The config of a trainable net of this teacher's kind: its own, or `student` for an exact teacher."""
+        return (self.student or self.model).model_dump()
 
 
 class BossParams(Section):
@@ -168,7 +187,12 @@ class FlowTurboParams(Section):
     batch_size: PositiveInt = 128
     train: TrainConfig = Field(default_factory=TrainConfig)
     schedules: list[str] = Field(DEFAULT_SCHEDULES, min_length=1, description="H/P/R schedules, e.g. H1P4R2")
-    compile: bool = Field(True, description="also time every sampler compiled with torch.compile")
+    compile: bool | list[str] = Field(True, description="also time every sampler compiled with torch.compile: true, "
+                                      "false, or the teachers to compile for")
+
+    def compiles(self, teacher: str) -> bool:
+        """Whether the compiled samplers run for `teacher`."""
+        return self.compile if isinstance(self.compile, bool) else teacher in self.compile
     latency_batches: list[PositiveInt] = Field([1, 8, 64], min_length=1, description="batch sizes of the latency table")
     heun_nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16], min_length=1,
                                          description="Heun's NFEs on the latency table (its curve for the acceleration ratio)")
@@ -191,6 +215,17 @@ class FGMParams(Section):
     seed: NonNegativeInt = 21
 
 
+class CombosParams(Section):
+    """Combinations no paper tried: Bespoke and FlowTurbo on BOSS's straightened network (stage `combos@<teacher>`)."""
+
+    teachers: list[str] = Field([], description="trained teachers to run the combinations on (their BOSS stage must "
+                                "finetune at K)")
+    k: PositiveInt = Field(6, description="the BOSS network straightened at K steps (one of boss.finetune_k); the "
+                           "combinations spend K NFE")
+    pool: PositiveInt = Field(256, description="Bespoke's training trajectories of the straightened network")
+    val: PositiveInt = Field(64, description="Bespoke's validation noises")
+
+
 class ParamsFile(Section):
     """The structure of params.yaml (and of every file under profiles/)."""
 
@@ -203,6 +238,7 @@ class ParamsFile(Section):
     bespoke: BespokeParams = Field(default_factory=BespokeParams)
     flowturbo: FlowTurboParams = Field(default_factory=FlowTurboParams)
     fgm: FGMParams = Field(default_factory=FGMParams)
+    combos: CombosParams = Field(default_factory=CombosParams)
     smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
 
 
@@ -222,6 +258,7 @@ class Params:
     bespoke: BespokeParams = field(default_factory=BespokeParams)
     flowturbo: FlowTurboParams = field(default_factory=FlowTurboParams)
     fgm: FGMParams = field(default_factory=FGMParams)
+    combos: CombosParams = field(default_factory=CombosParams)
     smoke: bool = False
 
     def teacher(self, name: str) -> TeacherParams:
@@ -330,6 +367,17 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     if len(set(seeds.values())) < len(seeds):
         problems.append(_problem(("eval", "distance_seed"), f"{seeds} → three different seeds (the reference, the "
                                  "samplers' distance noise and the evaluation noise must be independent draws)"))
+    for i, name in enumerate(pf.combos.teachers):
+        if name not in pf.teachers:
+            problems.append(_problem(("combos", "teachers", i), f"{name!r} → one of {sorted(pf.teachers)}"))
+        elif pf.teachers[name].exact:
+            problems.append(_problem(("combos", "teachers", i), f"{name!r} → a trained teacher (the exact one has no "
+                                     "BOSS network to build on)"))
+    if pf.combos.teachers and pf.combos.k not in pf.boss.finetune_k:
+        problems.append(_problem(("combos", "k"), f"{pf.combos.k} → one of boss.finetune_k {pf.boss.finetune_k} (the "
+                                 "combinations start from BOSS's network straightened at K)"))
+    if pf.combos.teachers and pf.combos.k < 3:
+        problems.append(_problem(("combos", "k"), f"{pf.combos.k} → at least 3 (FlowTurbo's H1P(K−2) needs a P step)"))
     for i, t_star in enumerate(pf.fgm.t_stars):
         if not 0.0 <= t_star < 1.0:
             problems.append(_problem(("fgm", "t_stars", i), f"{t_star} → a time in [0, 1) (g(z) = z + (1 − t*) f(z, t*))"))
@@ -360,6 +408,9 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     for name in ft.refiners:
         if name not in pf.teachers:
             problems.append(_problem(("flowturbo", "refiners", name), f"unknown teacher → one of {sorted(pf.teachers)}"))
+    for i, name in enumerate([] if isinstance(ft.compile, bool) else ft.compile):
+        if name not in pf.teachers:
+            problems.append(_problem(("flowturbo", "compile", i), f"{name!r} → one of {sorted(pf.teachers)}"))
     for name, tp in pf.teachers.items():
         if name not in ft.refiners:
             problems.append(_problem(("flowturbo", "refiners"), f"no refiner for teacher {name!r} → add "
@@ -371,6 +422,12 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
         if tp.n_eval > held:
             problems.append(_problem(("teachers", name, "n_eval"), f"{tp.n_eval} → at most {held}, the held-out size of "
                                      f"{tp.dataset} (samples and real data are scored at the same size)"))
+        if tp.exact and tp.dataset not in MIXTURE_DATASETS:
+            problems.append(_problem(("teachers", name, "model", "arch"), f"'mixture' → 'mlp': {tp.dataset!r} has no "
+                                     f"closed-form mixture (exact teachers exist for {sorted(MIXTURE_DATASETS)})"))
+        if tp.exact and tp.student is None:
+            problems.append(_problem(("teachers", name, "student"), "missing → a network config (e.g. {arch: mlp, "
+                                     "hidden: 128, depth: 3}) for the methods that train a copy of the teacher"))
         if tp.model.arch == "unet" and tp.dataset not in IMAGE_DATASETS:
             problems.append(_problem(("teachers", name, "model", "arch"), f"'unet' → 'mlp' for the 2-D dataset {tp.dataset!r}"))
     return problems
@@ -430,7 +487,7 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
                   data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, bespoke=pf.bespoke,
-                  flowturbo=pf.flowturbo, fgm=pf.fgm, smoke=smoke)
+                  flowturbo=pf.flowturbo, fgm=pf.fgm, combos=pf.combos, smoke=smoke)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -88,6 +88,18 @@ def sample_checkerboard(n: int, generator: torch.Generator) -> Tensor:
     return torch.stack([x1, x2], dim=1) * 2.0
 
 
+MIXTURE_DATASETS = ("8gaussians",)  # toys that are exactly a Gaussian mixture: they have an exact teacher
+
+
+def exact_mixture(name: str):
+    """The closed-form flow of a mixture dataset (`GaussianMixtureVelocity` of the same distribution)."""
+    from .models.mixture import ring_mixture
+
+    if name not in MIXTURE_DATASETS:
+        raise DatasetError(f"{name!r} is not a Gaussian mixture; exact teachers exist for {', '.join(MIXTURE_DATASETS)}.")
+    return ring_mixture(8, radius=4 / 2**0.5, scale=0.5 / 2**0.5)
+
+
 _TOY_SAMPLERS: dict[str, Callable[[int, torch.Generator], Tensor]] = {
     "8gaussians": sample_8gaussians,
     "moons": sample_moons,

@@ -110,7 +110,7 @@ def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Saved
     return save_figure(fig, path)
 
 
-def _draw_panel(ax: plt.Axes, samples: Tensor, title: str, reference: Tensor | None, nrow: int) -> None:
+def draw_panel(ax: plt.Axes, samples: Tensor, title: str, reference: Tensor | None, nrow: int) -> None:
     """Images (values in [-1, 1]) as a grid, or 2-D points as a scatter over a grey reference."""
     if samples.dim() == 4:
         n = min(len(samples), nrow * nrow)
@@ -136,14 +136,34 @@ def plot_sample_panels(panels: dict[str, Tensor], path: str | Path, reference: T
     """One panel per entry (title -> samples); 2-D panels are drawn over `reference` in grey."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
     for ax, (title, samples) in zip(axes[0], panels.items()):
-        _draw_panel(ax, samples.detach().cpu(), title, reference, nrow)
+        draw_panel(ax, samples.detach().cpu(), title, reference, nrow)
+    return save_figure(fig, path)
+
+
+def plot_at_nfe(df: pd.DataFrame, path: str | Path, title: str, y: str = "gt_distance") -> SavedFigure:
+    """Samplers at one NFE as horizontal bars of `y` (± its bootstrap std), the floor (adaptive row) as a line."""
+    rows = df[~df["solver"].isin(["adaptive", "heldout"]) & df[y].notna()].copy()
+    rows["sampler"] = sampler_label(rows)
+    rows = rows.sort_values(y)
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.4))
+    ax.barh(rows["sampler"], rows[y], xerr=rows.get(f"{y}_std"), color=sns.color_palette("viridis", len(rows)), capsize=3)
+    for row in df[df["solver"].eq("adaptive") & df[y].notna()].itertuples():
+        ax.axvline(getattr(row, y), color="k", linestyle="--", linewidth=1, label="floor (GT vs GT)")
+    ax.set(xscale="log", xlabel=y.replace("_", " "), title=title)
+    ax.invert_yaxis()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right")
     return save_figure(fig, path)
 
 
 def plot_loss(history: list[tuple[int, float]], path: str | Path, title: str) -> SavedFigure:
-    """Training loss (moving average over each logging window) against step."""
+    """Training loss (moving average over each logging window) against step (a note instead for an exact teacher)."""
     df = pd.DataFrame(history, columns=["step", "loss"])
     fig, ax = plt.subplots(figsize=(5, 3.2))
+    if df.empty:
+        ax.text(0.5, 0.5, "nothing trained:\nthe velocity is exact (closed form)", ha="center", va="center")
+        ax.set(xticks=[], yticks=[], title=title)
+        return save_figure(fig, path)
     sns.lineplot(data=df, x="step", y="loss", ax=ax)
     ax.set(yscale="log", title=title)
     return save_figure(fig, path)
@@ -205,4 +225,30 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str) -> 
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, title=None)
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_teacher_overview(rows: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """One teacher, every sampler of every method: distance to the teacher's distribution against NFE (left; one
+    line per sampler, coloured by method) and against ms per sample (right: the quality-latency plane)."""
+    rows = rows[rows["gt_distance"].notna() & (rows["nfe"] > 0)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    order = list(dict.fromkeys(rows["method"]))
+    sns.lineplot(data=rows, x="nfe", y="gt_distance", hue="method", hue_order=order, units="solver", estimator=None,
+                 marker="o", markersize=4, linewidth=1, ax=axes[0], legend=False)
+    sns.scatterplot(data=rows, x="ms_per_sample", y="gt_distance", hue="method", hue_order=order, style="method", s=30,
+                    ax=axes[1])
+    for ax, x in zip(axes, ("NFE", "ms per sample")):
+        ax.set(xscale="log", yscale="log", xlabel=x, ylabel="distance to the teacher's distribution")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_training_cost(cost: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """Training seconds per method beside each teacher's own training (columns teacher, method, train_seconds)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.barplot(data=cost, x="method", y="train_seconds", hue="teacher", ax=ax)
+    ax.set(yscale="symlog", ylabel="training seconds (largest sampler of the method)", xlabel="", title=title)
+    ax.tick_params(axis="x", rotation=30)
     return save_figure(fig, path)

@@ -8,13 +8,12 @@ gets its own finetune.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..flow import TrainConfig, TrainResult, train
+from ..flow import TrainConfig, TrainResult, train, trainable_copy
 from ..models import count_parameters
 from ..models.lora import apply_lora, merge_lora
 from ..solvers.bellman import EulerRollout
@@ -67,15 +66,17 @@ def straighten(
     *,
     lora_rank: int | None = None,
     lora_alpha: float = 1.0,
+    start: nn.Module | None = None,
     progress: bool = True,
 ) -> tuple[nn.Module, TrainResult, int]:
     """Finetune a copy of `teacher` (all weights, or rank-`lora_rank` LoRA) on `pairs`.
 
     The student starts from the given teacher weights (flowlib passes the EMA teacher; the official code starts
     from the raw weights). Returns the EMA student as a plain network (LoRA merged), the training result, and the
-    number of trained parameters.
+    number of trained parameters. `start`: the network to finetune instead of a copy of the teacher (needed when the
+    teacher is a field without weights).
     """
-    student = copy.deepcopy(teacher).requires_grad_(True).train()
+    student = trainable_copy(teacher, start)
     if lora_rank is not None:
         torch.manual_seed(config.seed)  # LoRA's A is random: seed it, or reruns differ
         student = apply_lora(student, lora_rank, lora_alpha)

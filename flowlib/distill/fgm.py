@@ -17,7 +17,6 @@ differences of velocities, whose global sign flip cancels, so the losses keep th
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -25,7 +24,16 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import load_checkpoint
-from ..flow import TrainConfig, TrainResult, check_loss, flow_matching_loss, linear_path, save_velocity_model, train
+from ..flow import (
+    TrainConfig,
+    TrainResult,
+    check_loss,
+    flow_matching_loss,
+    linear_path,
+    save_velocity_model,
+    train,
+    trainable_copy,
+)
 from ..models import build_model
 from ..solvers.nfe import Velocity
 
@@ -46,7 +54,7 @@ class OneStepGenerator(nn.Module):
     @classmethod
     def from_teacher(cls, teacher: nn.Module, t_star: float = 0.0) -> "OneStepGenerator":
         """A trainable copy of the teacher as f (the paper's initialisation)."""
-        return cls(copy.deepcopy(teacher).requires_grad_(True).train(), t_star)
+        return cls(trainable_copy(teacher), t_star)
 
 
 class GeneratorSampler:
@@ -157,7 +165,7 @@ def train_fgm(teacher: nn.Module, generator: OneStepGenerator, shape: tuple[int,
     the public FGM-style code use), the generator's schedule and EMA from `config`.
     """
     teacher = teacher.eval().requires_grad_(False)
-    online = copy.deepcopy(online if online is not None else teacher).requires_grad_(True).train()
+    online = trainable_copy(teacher, online)
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
     state, log = FGMState(online, optimizer), OnlineLog(config.log_every)
 

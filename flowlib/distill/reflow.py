@@ -5,12 +5,10 @@ regress v(x_t, t) onto x1_hat - z with x_t = (1 - t) z + t x1_hat, under the sam
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor, nn
 
-from ..flow import TrainConfig, TrainResult, linear_path, train
+from ..flow import TrainConfig, TrainResult, linear_path, train, trainable_copy
 
 
 def reflow_times(n: int, generator: torch.Generator, k: int | None = None, eps: float = 1e-3) -> Tensor:
@@ -32,9 +30,10 @@ def reflow_loss(net: nn.Module, z: Tensor, x1: Tensor, batch_size: int, generato
 
 
 def reflow(teacher: nn.Module, z: Tensor, x1: Tensor, config: TrainConfig, batch_size: int, *,
-           k: int | None = None, eps: float = 1e-3, progress: bool = True) -> tuple[nn.Module, TrainResult]:
-    """Finetune a copy of `teacher` on the coupling; returns the EMA student and the training result."""
-    student = copy.deepcopy(teacher).requires_grad_(True).train()
+           k: int | None = None, eps: float = 1e-3, start: nn.Module | None = None,
+           progress: bool = True) -> tuple[nn.Module, TrainResult]:
+    """Finetune a copy of `teacher` (or of `start`) on the coupling; returns the EMA student and the training result."""
+    student = trainable_copy(teacher, start)
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return reflow_loss(net, z, x1, batch_size, generator, k, eps)

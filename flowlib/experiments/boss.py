@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import load_checkpoint, save_checkpoint
-from ..claims import Claim, both, case, compare, verdict
+from ..claims import EXACT_TEACHER, Claim, both, case, compare, not_run, untestable, verdict
 from ..config import Params
 from ..distill import reflow, straighten, straightening_pairs
 from ..evaluate import lookup, with_band
@@ -22,6 +22,12 @@ from ..flow import save_velocity_model
 from ..models import count_parameters
 from ..solvers import ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
 from .common import TeacherContext, teacher_dir
+
+UNTESTABLE = [  # claims no profile here can test: (id, claim, paper's number, reason), listed `not run`
+    ("high-resolution", "The largest gains come on 256² data (CelebA-HQ, LSUN-Church, LSUN-Bedroom, AFHQ-Cat)",
+     "CelebA-HQ 6 NFE: FID 18.67 (BOSS) vs 72.54 (Bellman, training-free); LSUN-Church 33.22 vs 45.09",
+     "no profile holds 256² images or the 1-RF checkpoints (GPU-days of training); CIFAR-10 runs in profiles/cifar10.yaml"),
+]
 
 
 def boss_dir(params: Params, teacher: str) -> Path:
@@ -75,6 +81,8 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
     out); the K = 1 pairs (noise, endpoint) are the reflow coupling. Students are saved as plain nets.
     """
     bp = params.boss
+    if params.teacher(ctx.name).exact:  # a closed-form field has no weights to straighten (its claims say `not run`)
+        return []
     teacher_state = load_checkpoint(teacher_dir(params, ctx.name) / "teacher.pt")
     noise = torch.randn(bp.n_pairs, *ctx.dataset.shape, generator=torch.Generator().manual_seed(bp.seed + 1))
     rollout = euler_rollout(ctx.model, noise, bp.n_fine)
@@ -203,4 +211,8 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
         "about 115 s on one A5000 at 256² (N = 100 samples, 100-step reference)",
         f"Phase 1 {grids['seconds']:.2f} s vs teacher training {teacher_seconds:.0f} s",
         verdict([grids["seconds"] < 0.05 * teacher_seconds])))
-    return claims
+    if params.teacher(teacher).exact:
+        weights = EXACT_TEACHER + "no weights to finetune"
+        claims = not_run(claims, {"straightening-improves": weights, "lora-close-to-full": weights, "beats-reflow": weights,
+                                  "phase1-is-cheap": EXACT_TEACHER + "no training time to compare with"})
+    return claims + untestable("boss", teacher, UNTESTABLE)

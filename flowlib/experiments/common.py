@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
 from ..claims import compare_paired
 from ..config import Params, TeacherParams
-from ..data import Dataset, digits_labels, load_dataset
+from ..data import Dataset, digits_labels, exact_mixture, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
 from ..flow import load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
@@ -132,9 +132,18 @@ def eval_noise(params: Params, tp: TeacherParams, shape: tuple[int, ...]) -> Ten
 
 
 def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
-    """Train teacher `name` (resuming from its last checkpoint if the config matches) and save its EMA net."""
+    """Train teacher `name` (resuming from its last checkpoint if the config matches) and save its EMA net.
+
+    An exact teacher (`model: {arch: mixture}`) trains nothing: its closed-form field is saved as the teacher."""
     tp = params.teacher(name)
     dataset = dataset_for(params, tp.dataset)
+    if tp.exact:
+        model = exact_mixture(tp.dataset)
+        info = {"teacher": name, "dataset": tp.dataset, "params": 0, "train_seconds": 0.0, "steps": 0,
+                "final_loss": None, "resumed_from": None}
+        save_velocity_model(teacher_dir(params, name) / "teacher.pt", model, model.config(), dataset.shape, **info)
+        write_json(teacher_dir(params, name) / "meta.json", {**info, "history": [], **run_metadata()})
+        return {**info, "history": []}
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(tp.model_dict, dataset.shape)
     out = teacher_dir(params, name)
@@ -238,7 +247,8 @@ def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) ->
         sampler = ODESampler.uniform(ctx.model, nfe, method)
         rows.append(ctx.evaluate(sampler, method="baseline", timing_repeats=params.eval.timing_repeats))
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
-    rows.append(ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor))  # the floor row
+    # the floor row; it stands for the teacher itself, so it carries the teacher's training time
+    rows.append(ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor, train_seconds=ctx.train_seconds))
     return rows
 
 

@@ -6,15 +6,16 @@ from typing import Any
 from torch import nn
 
 from .embeddings import SinusoidalTimeEmbedding
+from .mixture import GaussianMixtureVelocity, ring_mixture
 from .mlp import MLPVelocity
 from .refiner import VelocityRefiner
 from .unet import UNetVelocity
 
-ARCHITECTURES = {"mlp": MLPVelocity, "unet": UNetVelocity}
+ARCHITECTURES = {"mlp": MLPVelocity, "unet": UNetVelocity, "mixture": GaussianMixtureVelocity}
 
 
 def build_model(config: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
-    """Build a velocity net from `{"arch": "mlp" | "unet", **kwargs}` for samples of `shape`."""
+    """Build a velocity net from `{"arch": "mlp" | "unet" | "mixture", **kwargs}` for samples of `shape`."""
     config = dict(config)
     arch = config.pop("arch", None)
     if arch not in ARCHITECTURES:
@@ -30,5 +31,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MLPVelocity", "UNetVelocity", "VelocityRefiner", "SinusoidalTimeEmbedding", "build_model", "count_parameters",
+__all__ = ["GaussianMixtureVelocity", "ring_mixture",
+           "MLPVelocity", "UNetVelocity", "VelocityRefiner", "SinusoidalTimeEmbedding", "build_model", "count_parameters",
            "ARCHITECTURES"]

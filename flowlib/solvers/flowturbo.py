@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .nfe import CountingVelocity, Velocity
+from .nfe import CountingVelocity, NonFiniteError, Velocity
 
 Refiner = Callable[[Tensor, Tensor, Tensor], Tensor]
 STEP_KINDS = "HPR"
@@ -148,7 +148,8 @@ class FlowTurboSampler:
     """
 
     def __init__(self, velocity: nn.Module | Velocity, schedule: str | Schedule, refiner: Refiner | None = None, *,
-                 compiled: bool = False, steps: dict[str, Callable] | None = None, name: str | None = None):
+                 compiled: bool = False, steps: dict[str, Callable] | None = None, name: str | None = None,
+                 check_finite: bool = True):
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.parse(schedule)
         if self.schedule.count("R") and refiner is None:
             raise ScheduleError(f"Schedule {self.schedule} has refiner steps but no refiner was given; train one "
@@ -157,6 +158,7 @@ class FlowTurboSampler:
         self.steps = steps if steps is not None else (compiled_steps(velocity, refiner) if compiled else None)
         self.name = name or str(self.schedule) + ("-compiled" if compiled else "")
         self._nfe, self.refiner_calls = self.schedule.teacher_calls, self.schedule.refiner_calls
+        self.check_finite = check_finite
 
     @property
     def nfe(self) -> int:
@@ -168,8 +170,9 @@ class FlowTurboSampler:
             out = self._run(noise, self.steps, self.velocity, self.refiner)
             self._nfe, self.refiner_calls = self.schedule.teacher_calls, self.schedule.refiner_calls  # = the eager count
             return out
-        teacher = CountingVelocity(self.velocity)
-        refiner = CountingVelocity(self.refiner) if self.refiner is not None else None
+        teacher = CountingVelocity(self.velocity, self.check_finite, name=f"the velocity field (sampler {self.name!r})")
+        refiner = (CountingVelocity(self.refiner, self.check_finite, name=f"the refiner (sampler {self.name!r})")
+                   if self.refiner is not None else None)
         out = self._run(noise, None, teacher, refiner)
         self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
         return out
@@ -185,6 +188,9 @@ class FlowTurboSampler:
                 x, cache = steps["P"](x, cache, t0, t1) if steps else pseudo_step(velocity, x, cache, t0, t1)
             else:
                 x, cache = steps["R"](x, cache, t0, t1) if steps else refiner_step(refiner, x, cache, t0, t1)
+            if steps and self.check_finite and not torch.isfinite(x).all():  # eager steps are checked per call
+                raise NonFiniteError(f"sampler {self.name!r}: NaN or inf after step {i + 1} ({kind}, t = {float(t0):.4g} "
+                                     f"to {float(t1):.4g}); pass check_finite=False to skip this check.")
         return x
 
 

@@ -1,4 +1,9 @@
-"""Time grids: 1-D strictly increasing tensors inside [0, 1] (t = 0 noise, t = 1 data)."""
+"""Time grids: 1-D strictly increasing tensors inside [0, 1] (t = 0 noise, t = 1 data).
+
+Every solver takes its grid through `as_time_grid`, so a grid may be given as a tensor of any real dtype, a list
+or tuple of numbers, or an int N (N uniform steps). The dtype rule: grids are always float64 (a float32 grid is
+widened, its values unchanged), and each step's size is cast to the state's dtype when it is used.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,9 +16,29 @@ class GridError(ValueError):
     """A time grid that no solver can integrate over."""
 
 
-def as_time_grid(time_grid: Tensor | Sequence[float]) -> Tensor:
-    """Validate and return the grid as a float64 tensor: 1-D, at least 2 points, finite, strictly increasing."""
-    grid = time_grid if isinstance(time_grid, Tensor) else torch.as_tensor(time_grid, dtype=torch.float64)
+def as_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
+    """Validate and return the grid as a float64 tensor: 1-D, at least 2 points, finite, strictly increasing.
+
+    An int N means `uniform_grid(N)`; a tensor keeps its device and is widened to float64.
+
+    >>> as_time_grid([0, 0.5, 1]).dtype
+    torch.float64
+    >>> as_time_grid(4).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if isinstance(time_grid, bool):
+        raise GridError("A time grid is a sequence of times or an int number of steps, got a bool.")
+    if isinstance(time_grid, int):
+        return uniform_grid(time_grid)
+    if isinstance(time_grid, Tensor):
+        if time_grid.is_complex() or time_grid.dtype == torch.bool:
+            raise GridError(f"A time grid must hold real numbers, got dtype {time_grid.dtype}.")
+        grid = time_grid.to(torch.float64)
+    else:
+        try:
+            grid = torch.as_tensor(time_grid, dtype=torch.float64)
+        except (TypeError, ValueError) as exc:
+            raise GridError(f"A time grid must be a sequence of numbers, an int or a tensor, got {time_grid!r}.") from exc
     if grid.dim() != 1 or grid.numel() < 2:
         raise GridError(f"A time grid must be 1-D with at least 2 points, got shape {tuple(grid.shape)}.")
     if not torch.isfinite(grid).all():
@@ -32,6 +57,6 @@ def as_time_grid(time_grid: Tensor | Sequence[float]) -> Tensor:
 
 def uniform_grid(steps: int) -> Tensor:
     """`steps` equal intervals from 0 to 1 (steps + 1 points)."""
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise GridError(f"The number of steps must be a positive integer, got {steps!r}.")
     return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)

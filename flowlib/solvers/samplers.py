@@ -26,10 +26,15 @@ class Sampler(Protocol):
 
 class CountingSampler:
     """Base of the ODE samplers: `__call__` integrates through a `CountingVelocity` (no grad) and stores the
-    measured NFE, so `.nfe` is always counted, never computed by hand. Subclasses implement `integrate`."""
+    measured NFE, so `.nfe` is always counted, never computed by hand. Subclasses implement `integrate`.
+
+    The wrapper checks the field's first output against the noise (shape, dtype) and, with `check_finite`
+    (default True; set the attribute to False to save one sync per call), raises `NonFiniteError` naming the
+    evaluation and time where NaN or inf first appeared."""
 
     name: str
     _nfe: int = 0
+    check_finite: bool = True
 
     def __init__(self, velocity: Velocity):
         self.velocity = velocity
@@ -43,7 +48,7 @@ class CountingSampler:
 
     @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
-        counter = CountingVelocity(self.velocity)
+        counter = CountingVelocity(self.velocity, self.check_finite, name=f"the velocity field (sampler {self.name!r})")
         out = self.integrate(counter, noise)
         self._nfe = counter.nfe
         return out
@@ -53,11 +58,17 @@ class ODESampler(CountingSampler):
     """A fixed-grid RK solver of the teacher ODE as a sampler.
 
     Before any call `.nfe` is the count the tableau implies (stages x steps); the tests check that the
-    measured count agrees.
+    measured count agrees. `time_grid`: a tensor, a list of times or an int number of uniform steps.
+
+    >>> sampler = ODESampler(lambda x, t: -x, 4, "heun")
+    >>> sampler(torch.ones(3, 2)).shape, sampler.nfe
+    (torch.Size([3, 2]), 8)
     """
 
-    def __init__(self, velocity: Velocity, time_grid: Tensor | Sequence[float], method: str = "euler", name: str | None = None):
+    def __init__(self, velocity: Velocity, time_grid: Tensor | Sequence[float] | int, method: str = "euler",
+                 name: str | None = None, check_finite: bool = True):
         super().__init__(velocity)
+        self.check_finite = check_finite
         self.time_grid = as_time_grid(time_grid)
         self.method = method
         self.name = name or method

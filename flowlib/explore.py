@@ -1,0 +1,208 @@
+"""The interactive explorer behind `notebooks/explore.ipynb`: any cached sampler of any teacher, its samples and
+(for 2-D teachers) its trajectories over the ground truth's.
+
+Loads artefacts only; it never trains. A missing artefact raises `ExplorerError` naming the stage that makes it.
+Every function works without a browser (the widgets in `explorer()` only call them), so the notebook runs headless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor, nn
+
+from .artifacts import load_checkpoint
+from .config import Params
+from .distill.bespoke import load_bespoke
+from .distill.fgm import GeneratorSampler, load_generator
+from .distill.flowturbo import load_refiner
+from .experiments.common import dataset_for, load_teacher, rebuild_hint
+from .flow import load_velocity_model
+from .plots import SavedFigure, draw_panel, save_figure
+from .solvers import ODESampler, Sampler, solve_adaptive
+from .solvers.bespoke import BespokeSampler
+from .solvers.flowturbo import FlowTurboSampler
+
+METHODS = ("teacher", "bellman", "boss", "bespoke", "flowturbo", "fgm")
+
+
+class ExplorerError(ValueError):
+    """A sampler the cached artefacts cannot provide; says which stage to run."""
+
+
+@dataclass
+class Knobs:
+    """What the widgets set: the teacher's solver and NFE, BOSS's K, a FlowTurbo schedule, FGM's t*."""
+
+    nfe: int = 4
+    solver: str = "euler"
+    k: int = 6
+    schedule: str = "H1P4"
+    t_star: float | None = None  # None: the headline generator (the longest run)
+    base: str = "rk2"
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise ExplorerError(f"{path.name} is not cached for this teacher; run `{rebuild_hint(stage)}` first.")
+    return path
+
+
+def fgm_generators(params: Params, teacher: str) -> dict[float, Path]:
+    """t* → the longest-trained cached generator at that t*."""
+    best: dict[float, tuple[int, Path]] = {}
+    for path in (params.artifacts / "fgm" / teacher).glob("fgm-t*-*-*.pt"):
+        _, t, _, steps = path.stem.split("-")
+        t_star, n = float(t[1:]), int(steps)
+        if t_star not in best or n > best[t_star][0]:
+            best[t_star] = (n, path)
+    return {t: p for t, (_, p) in sorted(best.items())}
+
+
+def available(params: Params, teacher: str) -> dict[str, Any]:
+    """What is cached for `teacher`: per method, the knob values it can take (empty when its stage has not run)."""
+    art = params.artifacts
+    grids = art / "boss" / teacher / "grids.pt"
+    k_grid = sorted(load_checkpoint(grids)["paths"]) if grids.is_file() else []
+    return {
+        "teacher": [1, 2, 4, 6, 8, 10, 20],
+        "bellman": k_grid,
+        "boss": sorted(int(p.stem.rsplit("-k", 1)[1]) for p in (art / "boss" / teacher).glob("bellman-euler+ft-full-k*.pt")),
+        "bespoke": sorted({int(p.stem.rsplit("nfe", 1)[1]) for p in (art / "bespoke" / teacher).glob("bespoke-rk*-nfe*.pt")}),
+        "flowturbo": list(params.flowturbo.schedules) if (art / "flowturbo" / teacher / "refiner.pt").is_file() else [],
+        "fgm": list(fgm_generators(params, teacher)),
+    }
+
+
+def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None = None) -> Sampler:
+    """The sampler `method` gives for `teacher` with `knobs`, from cached artefacts only."""
+    knobs = knobs or Knobs()
+    art = params.artifacts
+    if method not in METHODS:
+        raise ExplorerError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    model = load_teacher(params, teacher)
+    if method == "teacher":
+        return ODESampler.uniform(model, knobs.nfe, knobs.solver)
+    if method in ("bellman", "boss"):
+        grids = load_checkpoint(_need(art / "boss" / teacher / "grids.pt", f"boss@{teacher}"))
+        if knobs.k not in grids["paths"]:
+            raise ExplorerError(f"No Bellman grid with K = {knobs.k} for {teacher}; cached: {sorted(grids['paths'])} "
+                                "(boss.nfes and boss.finetune_k set them).")
+        grid = grids["times"][grids["paths"][knobs.k]]
+        if method == "bellman":
+            return ODESampler(model, grid, "euler", name=f"bellman-euler-k{knobs.k}")
+        net = load_velocity_model(_need(art / "boss" / teacher / f"bellman-euler+ft-full-k{knobs.k}.pt", f"boss@{teacher}"))
+        return ODESampler(net, grid, "euler", name=f"boss-k{knobs.k}")
+    if method == "bespoke":
+        path = _need(art / "bespoke" / teacher / f"bespoke-{knobs.base}-nfe{knobs.nfe}.pt", f"bespoke@{teacher}")
+        return BespokeSampler(model, load_bespoke(path))
+    if method == "flowturbo":
+        refiner = load_refiner(_need(art / "flowturbo" / teacher / "refiner.pt", f"flowturbo@{teacher}"))
+        return FlowTurboSampler(model, knobs.schedule, refiner)
+    generators = fgm_generators(params, teacher)
+    if not generators:
+        raise ExplorerError(f"No FGM generator is cached for this teacher; run `{rebuild_hint(f'fgm@{teacher}')}` first.")
+    headline = max(generators, key=lambda t: int(generators[t].stem.rsplit("-", 1)[1]))  # the longest-trained
+    t_star = knobs.t_star if knobs.t_star is not None else headline
+    if t_star not in generators:
+        raise ExplorerError(f"No FGM generator at t* = {t_star}; cached: {list(generators)}.")
+    return GeneratorSampler(load_generator(generators[t_star]), name=f"fgm-t{t_star:g}")
+
+
+def explorer_noise(params: Params, teacher: str, n: int, seed: int = 0) -> Tensor:
+    """A fixed noise batch (the same for every sampler, so panels are comparable)."""
+    shape = dataset_for(params, params.teacher(teacher).dataset).shape
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
+
+
+def record_path(sampler: Sampler, noise: Tensor) -> Tensor:
+    """[points, batch, ...]: the states where the sampler called its network, then its output (a generator: start, end)."""
+    states: list[Tensor] = []
+    velocity: Callable | None = getattr(sampler, "velocity", None)
+    if velocity is None:
+        return torch.stack([noise, sampler(noise)])
+
+    def recording(x: Tensor, t: Tensor, *rest: Tensor) -> Tensor:
+        states.append(x.detach().clone())
+        return velocity(x, t, *rest)
+
+    sampler.velocity = recording
+    try:
+        out = sampler(noise)
+    finally:
+        sampler.velocity = velocity
+    return torch.stack([*states, out])
+
+
+def ground_truth_path(model: nn.Module | Callable, noise: Tensor, points: int = 41) -> Tensor:
+    """The teacher's ODE solution (dopri5) at `points` evenly spaced times."""
+    with torch.no_grad():
+        return solve_adaptive(model, noise, times=torch.linspace(0, 1, points, dtype=torch.float64))
+
+
+def show(params: Params, teacher: str, method: str, knobs: Knobs | None = None, n: int = 512, n_paths: int = 24,
+         path: str | Path | None = None) -> SavedFigure | plt.Figure:
+    """Samples of the chosen sampler beside the ground truth's, and for 2-D teachers the first `n_paths` trajectories
+    over the ground truth's. Saved to `path` when given, else returned as a matplotlib figure."""
+    sampler = build_sampler(params, teacher, method, knobs)
+    noise = explorer_noise(params, teacher, n)
+    model = load_teacher(params, teacher)
+    truth = ground_truth_path(model, noise)
+    samples = sampler(noise)
+    dataset = dataset_for(params, params.teacher(teacher).dataset)
+    two_d = not dataset.is_image
+    fig, axes = plt.subplots(1, 3 if two_d else 2, figsize=(13 if two_d else 9, 4.2))
+    reference = dataset.heldout[:2000] if two_d else None
+    draw_panel(axes[0], samples, f"{sampler.name} ({sampler.nfe} NFE)", reference, 8)
+    draw_panel(axes[1], truth[-1], "ground truth (dopri5)", reference, 8)
+    if two_d:
+        ax = axes[2]
+        mine = record_path(sampler, noise[:n_paths])
+        for i in range(min(n_paths, noise.shape[0])):
+            ax.plot(truth[:, i, 0], truth[:, i, 1], color="grey", linewidth=1, alpha=0.7)
+            ax.plot(mine[:, i, 0], mine[:, i, 1], "-o", color="C1", markersize=2, linewidth=1)
+        ax.plot([], [], color="grey", label="ground truth")
+        ax.plot([], [], "-o", color="C1", label=sampler.name)
+        ax.set(title="trajectories (noise → data)", aspect="equal")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{teacher}: {method}")
+    if path is None:
+        return fig
+    return save_figure(fig, path)
+
+
+def explorer(params: Params, teachers: list[str] | None = None) -> Any:
+    """The ipywidgets explorer: pick the teacher, the method and its knobs; the figure updates on every change."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    teachers = teachers or list(params.teachers)
+    teacher = w.Dropdown(options=teachers, description="teacher")
+    method = w.Dropdown(options=METHODS, value="teacher", description="method")
+    nfe = w.Dropdown(options=[1, 2, 4, 6, 8, 10, 20], value=4, description="NFE")
+    solver = w.Dropdown(options=["euler", "midpoint", "heun", "rk4"], description="solver")
+    k = w.Dropdown(options=[2, 4, 6, 8, 10], value=6, description="K")
+    schedule = w.Text(value="H1P4", description="schedule", continuous_update=False)
+    t_star = w.Dropdown(options=[None], description="t*")
+    out = w.Output()
+
+    def refresh(*_: Any) -> None:
+        cached = available(params, teacher.value)
+        t_star.options = [None, *cached["fgm"]]
+        out.clear_output(wait=True)
+        with out:
+            try:
+                fig = show(params, teacher.value, method.value, Knobs(nfe.value, solver.value, k.value, schedule.value,
+                                                                      t_star.value))
+                display(fig)
+                plt.close(fig)
+            except (ExplorerError, ValueError) as err:  # a knob the artefacts or the method cannot take: say why
+                print(f"{type(err).__name__}: {err}")
+
+    for widget in (teacher, method, nfe, solver, k, schedule, t_star):
+        widget.observe(refresh, names="value")
+    refresh()
+    return w.VBox([w.HBox([teacher, method]), w.HBox([nfe, solver, k]), w.HBox([schedule, t_star]), out])

@@ -1,0 +1,105 @@
+"""The leaderboard: per teacher, the best sampler of every method within each NFE budget.
+
+Read from the merged result rows only. "Best" means nearest the teacher's own distribution (`gt_distance`, which
+resolves the top end; `quality` where a table has no distance). Samplers within the noise band of the best one
+(`flowlib.claims.compare` says "within noise") are listed as tied: the band, not the third digit, decides.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import pandas as pd
+
+from .claims import compare
+from .evaluate import sampler_label
+
+BUDGETS = (1, 2, 4, 6, 8, 10)
+NOT_SAMPLERS = ("adaptive", "heldout")  # reference rows: the ground truth and real data
+
+
+class LeaderboardError(ValueError):
+    """Result rows that cannot make a leaderboard."""
+
+
+def candidates(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are samplers: no reference rows, no compiled copies (they repeat their eager row's scores)."""
+    keep = ~df["solver"].isin(NOT_SAMPLERS) & ~df["method"].eq("data") & ~df["solver"].astype(str).str.endswith("-compiled")
+    return df[keep].assign(sampler=lambda d: sampler_label(d))
+
+
+def ranking_column(df: pd.DataFrame) -> str:
+    """`gt_distance` where the rows have it, else `quality`."""
+    return "gt_distance" if df["gt_distance"].notna().any() else "quality"
+
+
+def best_within(rows: pd.DataFrame, budget: int, sigmas: float = 2.0) -> dict | None:
+    """The best sampler among `rows` that spends at most `budget` NFE, and the samplers tied with it.
+
+    Exact ties are broken by fewer NFE, then less time per sample, then name, so the answer never depends on row order.
+    """
+    col = ranking_column(rows)
+    pool = rows[(rows["nfe"] <= budget) & rows[col].notna()]
+    if pool.empty:
+        return None
+    pool = pool.sort_values([col, "nfe", "ms_per_sample", "sampler"], kind="mergesort")
+    best = pool.iloc[0]
+    std = f"{col}_std"
+    tied = [f"{r.sampler}@{r.nfe}" for r in pool.iloc[1:].itertuples()
+            if compare(getattr(r, col), best[col], _num(getattr(r, std, math.nan)), _num(best.get(std)), sigmas)
+            == "within noise"]
+    return {"budget": budget, "best": best["sampler"], "nfe": int(best["nfe"]), "ranked_by": col,
+            "gt_distance": best["gt_distance"], "gt_distance_std": best["gt_distance_std"], "quality": best["quality"],
+            "quality_std": best["quality_std"], "rmse_to_gt": best["rmse_to_gt"], "ms_per_sample": best["ms_per_sample"],
+            "extra_params": best["extra_params"], "train_seconds": best["train_seconds"], "tied": ", ".join(tied),
+            "n_tied": len(tied)}
+
+
+def _num(x: object) -> float:
+    return math.nan if x is None or pd.isna(x) else float(x)
+
+
+def leaderboard(df: pd.DataFrame, budgets: Iterable[int] = BUDGETS, sigmas: float = 2.0) -> pd.DataFrame:
+    """One row per (teacher, NFE budget): the best sampler spending at most that many NFE, its numbers and its ties."""
+    rows = candidates(df)
+    if rows.empty:
+        raise LeaderboardError("No sampler rows to rank; run the method stages (`dvc repro`) first.")
+    out = []
+    for teacher, sub in rows.groupby("teacher", sort=False):
+        for budget in budgets:
+            best = best_within(sub, budget, sigmas)
+            if best is not None:
+                out.append({"teacher": teacher, **best})
+    return pd.DataFrame(out)
+
+
+def leaderboard_markdown(board: pd.DataFrame) -> str:
+    """The leaderboard as one markdown table per teacher."""
+    parts = []
+    for teacher, sub in board.groupby("teacher", sort=False):
+        col = sub["ranked_by"].iloc[0]
+        shown = pd.DataFrame({
+            "NFE budget": sub["budget"], "best sampler": sub["best"], "NFE": sub["nfe"],
+            "to the teacher": [f"{v:.3g} ±{s:.2g}" for v, s in zip(sub["gt_distance"], sub["gt_distance_std"])],
+            "to the data": [f"{v:.3g} ±{s:.2g}" for v, s in zip(sub["quality"], sub["quality_std"])],
+            "RMSE to GT": sub["rmse_to_gt"].map(lambda v: f"{v:.3g}"),
+            "ms / sample": sub["ms_per_sample"].map(lambda v: f"{v:.3g}"),
+            "extra params": sub["extra_params"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+            "train s": sub["train_seconds"].map(lambda v: f"{v:.0f}" if pd.notna(v) else ""),
+            "tied within noise (sampler@NFE)": [_shorten(t, n) for t, n in zip(sub["tied"], sub["n_tied"])]})
+        parts.append(f"**{teacher}** (ranked by {col.replace('_', ' ')}; lower is better)\n\n{shown.to_markdown(index=False)}\n")
+    return "\n".join(parts)
+
+
+def _shorten(tied: str, n: int, keep: int = 4) -> str:
+    """The first `keep` tied samplers and how many more."""
+    names = [t for t in tied.split(", ") if t]
+    return ", ".join(names[:keep]) + (f" and {n - keep} more" if n > keep else "")
+
+
+def training_cost(df: pd.DataFrame, teacher_seconds: dict[str, float]) -> pd.DataFrame:
+    """Per teacher and method, the largest training time of one of its samplers, beside the teacher's own."""
+    rows = candidates(df)
+    cost = rows.groupby(["teacher", "method"], sort=False)["train_seconds"].max().reset_index()
+    teachers = pd.DataFrame([{"teacher": t, "method": "teacher", "train_seconds": s} for t, s in teacher_seconds.items()])
+    return pd.concat([teachers, cost], ignore_index=True)
