@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: repro test test-browser lint install lab bench clean-venv
+.PHONY: repro test test-browser lint install lab bench your-flow clean-venv
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
@@ -40,6 +40,10 @@ $(STAMP): pyproject.toml
 
 lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-up on first open
 	JUPYTERLAB_SETTINGS_DIR="$(abspath .jupyter/lab/user-settings)" $(BIN)/jupyter lab notebooks/
+
+# notebooks/07_your_flow.ipynb (every method on any velocity field) under papermill; needs the digits teacher (make repro)
+your-flow: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/papermill notebooks/07_your_flow.ipynb reports/notebooks/07_your_flow.ipynb --cwd notebooks
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py

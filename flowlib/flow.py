@@ -252,16 +252,16 @@ class NoWeightsError(ValueError):
     """A method that finetunes the teacher's weights was given a velocity field without any."""
 
 
-def trainable_copy(teacher: nn.Module, start: nn.Module | None = None) -> nn.Module:
+def trainable_copy(teacher: nn.Module | Callable, start: nn.Module | None = None) -> nn.Module:
     """A trainable deep copy of `start` (default: the teacher), the student a distiller finetunes.
 
     An exact or hand-written velocity field has no weights to start from; then `start` must be a network."""
-    net = copy.deepcopy(start if start is not None else teacher)
-    if not isinstance(net, nn.Module) or not any(True for _ in net.parameters()):
+    source = start if start is not None else teacher
+    if not isinstance(source, nn.Module) or not any(True for _ in source.parameters()):
         raise NoWeightsError(
-            f"{type(net).__name__} has no parameters to finetune (an exact or hand-written velocity field?). "
-            "Pass a network to start from, e.g. start=flowlib.models.build_model({'arch': 'mlp'}, shape).")
-    return net.requires_grad_(True).train()
+            f"{type(source).__name__} has no parameters to finetune (an exact or hand-written velocity field?). "
+            "Pass a network to start from, e.g. flowlib.build_model({'arch': 'mlp'}, shape).")
+    return copy.deepcopy(source).requires_grad_(True).train()
 
 
 def save_velocity_model(path: str | Path, model: nn.Module, model_config: dict, shape: tuple[int, ...], **meta) -> None:

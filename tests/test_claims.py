@@ -62,6 +62,7 @@ def _row(solver, nfe, quality, rmse, dist, method="boss", trained=0, std=0.2):
 def _boss_setup(bellman_d6):
     raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     raw["boss"].update(n_fine=12, nfes=[4, 6], finetune_k=[4])
+    raw["combos"]["k"] = 4
     params = parse_params(raw, ROOT)
     rows = [_row("euler", 4, 0.40, 0.30, 20.0, "baseline"), _row("euler", 6, 0.25, 0.20, 12.0, "baseline"),
             _row("bellman-euler", 4, 0.35, 0.25, 10.0), _row("bellman-euler", 6, 0.2, 0.15, bellman_d6),

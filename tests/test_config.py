@@ -17,7 +17,8 @@ def parse(raw, **kw):
 
 def test_default_profile_is_valid():
     params = load_params(ROOT / "params.yaml", smoke=False)
-    assert params.profile == "default" and set(params.teachers) == {"digits", "moons"}
+    assert params.profile == "default" and set(params.teachers) == {"digits", "moons", "ring"}
+    assert params.teacher("ring").exact and not params.teacher("digits").exact
     assert params.teacher("digits").train.steps > 100 and params.artifacts == ROOT / "artifacts"
     assert params.boss.n_fine == 100 and params.boss.lora_rank == 4 and 6 in params.boss.finetune_k
 
@@ -65,8 +66,8 @@ def _with(path, value):
     (("eval", "methods"), ["euler", "dpm"], "eval.methods[1]: 'dpm' → one of 'euler', 'midpoint', 'heun' or 'rk4'"),
     (("data", "heldout_fraction"), 1.5, "data.heldout_fraction: 1.5 → a number < 1"),
     (("data", "inception_sha256"), "abc", "data.inception_sha256: 'abc' → a 64-character lowercase hex SHA-256"),
-    (("bogus",), 1, "bogus: unknown key → one of the known keys ['bespoke', 'boss', 'data'"),
-    (("boss", "finetune_k"), [4, 200], "boss.finetune_k[1]: 200 → at most boss.n_fine = 100"),
+    (("bogus",), 1, "bogus: unknown key → one of the known keys ['bespoke', 'boss', 'combos', 'data'"),
+    (("boss", "finetune_k"), [6, 200], "boss.finetune_k[1]: 200 → at most boss.n_fine = 100"),
     (("boss", "nfes"), [0], "boss.nfes[0]: 0 → an integer ≥ 1"),
     (("boss", "train", "steps"), 0, "boss.train.steps: 0 → an integer ≥ 1"),
     (("boss", "lora_rnk"), 4, "boss.lora_rnk: unknown key"),
@@ -75,6 +76,14 @@ def _with(path, value):
     (("bespoke", "seed"), 1234, "bespoke.seed: 1234 → a seed none of"),
     (("bespoke", "grid"), 1, "bespoke.grid: 1 → an integer ≥ 2"),
     (("smoke", "boss", "train", "steps"), "x", "smoke.boss.train.steps: 'x' → an integer (with the smoke overrides applied)"),
+    # the exact teacher, the combinations and FlowTurbo's compile list
+    (("teachers", "ring", "dataset"), "moons", "teachers.ring.model.arch: 'mixture' → 'mlp': 'moons' has no "
+     "closed-form mixture"),
+    (("teachers", "ring", "student"), None, "teachers.ring.student: missing → a network config"),
+    (("combos", "teachers"), ["digits", "ring"], "combos.teachers[1]: 'ring' → a trained teacher"),
+    (("combos", "teachers"), ["cifar"], "combos.teachers[0]: 'cifar' → one of"),
+    (("combos", "k"), 4, "combos.k: 4 → one of boss.finetune_k [6]"),
+    (("flowturbo", "compile"), ["digits", "mnist"], "flowturbo.compile[1]: 'mnist' → one of"),
 ])
 def test_bad_params_are_one_clear_line(path, value, message):
     with pytest.raises(ConfigError) as info:
@@ -106,10 +115,11 @@ def test_check_cli_prints_every_problem(tmp_path, capsys, monkeypatch):
 
 
 def test_model_schemas_cover_every_architecture():
-    from flowlib.config import MLPConfig, UNetConfig
+    from flowlib.config import MixtureConfig, MLPConfig, UNetConfig
     from flowlib.models import ARCHITECTURES
 
-    assert {m.model_fields["arch"].annotation.__args__[0] for m in (MLPConfig, UNetConfig)} == set(ARCHITECTURES)
+    schemas = (MLPConfig, UNetConfig, MixtureConfig)
+    assert {m.model_fields["arch"].annotation.__args__[0] for m in schemas} == set(ARCHITECTURES)
 
 
 def test_loader_returns_typed_sections():

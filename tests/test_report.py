@@ -48,10 +48,10 @@ def test_update_readme(tmp_path):
 
 
 def test_readme_shows_the_generated_table():
-    """The README's results table is the committed reports/results.md, not typed by hand."""
+    """The README's results block is the committed reports/summary.md (leaderboard and scorecard), not typed by hand."""
     text = (ROOT / "README.md").read_text()
     shown = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
-    assert shown == (ROOT / "reports" / "results.md").read_text().strip()
+    assert shown == (ROOT / "reports" / "summary.md").read_text().strip()
 
 
 def test_saved_figure_shows_inline_and_never_an_absolute_path(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def validation_rmse(solver: BespokeSolver, velocity: Velocity, noise: Tensor, ta
 
 def train_bespoke(
     solver: BespokeSolver,
-    velocity: nn.Module,
+    velocity: Velocity,
     gt: DenseTrajectories,
     val_noise: Tensor,
     val_target: Tensor,
@@ -138,8 +138,10 @@ def train_bespoke(
     """
     if iterations < 1 or batch_size < 1 or val_every < 1:
         raise ValueError(f"iterations, batch_size and val_every must be positive, got {iterations}, {batch_size}, {val_every}.")
-    flags = [p.requires_grad for p in velocity.parameters()]
-    velocity.requires_grad_(False)
+    weights = list(velocity.parameters()) if isinstance(velocity, nn.Module) else []  # any callable works
+    flags = [p.requires_grad for p in weights]
+    for p in weights:
+        p.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(solver.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-6)
     best = (validation_rmse(solver, velocity, val_noise, val_target), 0, copy.deepcopy(solver.state_dict()))
@@ -162,11 +164,35 @@ def train_bespoke(
                     best = (val, it, copy.deepcopy(solver.state_dict()))
             history.append((it, loss.item(), val))
     finally:
-        for p, flag in zip(velocity.parameters(), flags):
+        for p, flag in zip(weights, flags):
             p.requires_grad_(flag)
     seconds = time.perf_counter() - start
     solver.load_state_dict(best[2])
     return BespokeResult(solver, best[1], best[0], seconds, history)
+
+
+def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", *, val_fraction: float = 0.25,
+                grid: int = 101, iterations: int = 100, batch_size: int = 16, lr: float = 1e-2, seed: int = 0,
+                progress: bool = True) -> BespokeResult:
+    """A Bespoke solver for any velocity field in one call: solve the field's ground truth densely from `noise`
+    (the last `val_fraction` of it held out for choosing the checkpoint), then train the solver on it.
+
+    >>> from flowlib.models import ring_mixture
+    >>> noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    >>> fit_bespoke(ring_mixture(), noise, nfe=4, iterations=5, grid=11, progress=False).solver.nfe
+    4
+    """
+    if base not in BASES or nfe % BASES[base]:
+        raise ValueError(f"base {base!r} with nfe={nfe}: choose base in {sorted(BASES)} and an nfe divisible by its "
+                         "stages (rk2: even).")
+    n_val = max(1, int(len(noise) * val_fraction))
+    if len(noise) - n_val < 1:
+        raise ValueError(f"fit_bespoke needs at least 2 noises (training and validation), got {len(noise)}.")
+    pool = dense_ground_truth(velocity, noise[:-n_val], grid)
+    target = dense_ground_truth(velocity, noise[-n_val:], 2).endpoints
+    return train_bespoke(BespokeSolver(base, nfe // BASES[base]), velocity, pool, noise[-n_val:], target,
+                         iterations=iterations, batch_size=min(batch_size, len(pool)), lr=lr,
+                         val_every=max(1, iterations // 5), seed=seed, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------ persistence

@@ -153,18 +153,20 @@ def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, ba
     return loss, float(online_loss.detach())
 
 
-def train_fgm(teacher: nn.Module, generator: OneStepGenerator, shape: tuple[int, ...], batch_size: int,
+def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, ...], batch_size: int,
               config: TrainConfig, online_lr: float | None = None, l1_weight: float = 0.0,
               online: nn.Module | None = None, ckpt_dir: Any = None, *, run_config: dict | None = None,
               progress: bool = True, callback: Callable[[int, nn.Module], None] | None = None,
               ) -> tuple[TrainResult, list[tuple[int, float]]]:
-    """Train `generator` by FGM against the frozen `teacher`; the online model starts as a copy of the teacher
-    (or `online`). Returns the trainer's result (generator, its EMA, loss history) and the online loss history.
+    """Train `generator` by FGM against the frozen `teacher` (a network or any velocity callable); the online model
+    starts as a copy of the teacher, or of `online` (required when the teacher has no weights). Returns the trainer's
+    result (generator, its EMA, loss history) and the online loss history.
 
     Data-free: the only inputs are Gaussian noise draws. Adam with β = (0, 0.999) for both players (as SiD and
     the public FGM-style code use), the generator's schedule and EMA from `config`.
     """
-    teacher = teacher.eval().requires_grad_(False)
+    if isinstance(teacher, nn.Module):
+        teacher = teacher.eval().requires_grad_(False)
     online = trainable_copy(teacher, online)
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
     state, log = FGMState(online, optimizer), OnlineLog(config.log_every)

@@ -98,3 +98,20 @@ def bellman_grid(cost: Tensor, k: int) -> Tensor:
 def path_cost(cost: Tensor, path: Tensor) -> float:
     """Total cost of a path of grid indices."""
     return float(sum(cost[int(a), int(b)] for a, b in zip(path[:-1], path[1:])))
+
+
+def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100):
+    """BOSS's training-free half in one call: Euler on the Bellman grid of `k` steps, chosen from the field's own
+    `n_fine`-step rollout of `noise` (use noise that you will not evaluate on).
+
+    >>> from flowlib.models import ring_mixture
+    >>> noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    >>> sampler = bellman_sampler(ring_mixture(), noise, k=4, n_fine=20)
+    >>> sampler.nfe, sampler.time_grid[0].item(), sampler.time_grid[-1].item()
+    (4, 0.0, 1.0)
+    """
+    from .samplers import ODESampler
+
+    rollout = euler_rollout(velocity, noise, n_fine)
+    path = bellman_grid(euler_cost_matrix(rollout), k)
+    return ODESampler(velocity, rollout.times[path], "euler", name=f"bellman-euler-k{k}")

@@ -1,0 +1,103 @@
+"""The report's pieces on fixed rows: the leaderboard, the scorecard, the combinations' gains, missing inputs."""
+import pandas as pd
+import pytest
+
+from flowlib.claims import COLUMNS
+from flowlib.experiments.combos import gains_table
+from flowlib.leaderboard import best_within, candidates, leaderboard, leaderboard_markdown
+from flowlib.report import ReportError, require_results, stage_times
+from flowlib.scorecard import ScorecardError, overall, read_claims, scorecard, scorecard_markdown, summary
+
+
+def row(solver, nfe, d, sd=0.1, method="baseline", teacher="t", ms=1.0, **extra):
+    return {"dataset": "moons", "teacher": teacher, "method": method, "solver": solver, "nfe": nfe, "quality": 2 * d,
+            "quality_std": sd, "quality_metric": "m", "gt_distance": d, "gt_distance_std": sd, "gt_distance_metric": "g",
+            "rmse_to_gt": d / 10, "ms_per_sample": ms, "extra_params": 0, "train_seconds": 0.0, **extra}
+
+
+ROWS = pd.DataFrame([
+    row("adaptive", 200, 0.5), row("euler", 1, 50.0), row("euler", 2, 20.0), row("euler", 4, 8.0),
+    row("fgm", 1, 3.0, method="fgm"), row("fgm-compiled", 1, 0.1, method="fgm"),  # a compiled copy never ranks
+    row("bespoke-rk2", 2, 5.0, sd=0.2, method="bespoke"), row("midpoint", 2, 5.0, sd=0.2, ms=0.5),  # an exact tie
+    row("heun", 4, 2.0, sd=0.3), row("H1P2", 4, 2.3, sd=0.1, method="flowturbo"),  # within the band of heun
+])
+
+
+def test_the_best_sampler_within_each_budget():
+    board = leaderboard(ROWS, budgets=(1, 2, 4)).set_index("budget")
+    assert board.loc[1, "best"] == "fgm:fgm"                     # not the compiled copy, not the reference row
+    assert board.loc[2, "best"] == "fgm:fgm"                     # a budget allows fewer NFE: 3.0 beats 5.0
+    assert board.loc[4, "best"] == "heun"
+    assert board.loc[4, "tied"] == "flowturbo:H1P2@4"            # 2.3 vs 2.0: inside 2·√(0.3² + 0.1²); fgm 3.0 is not
+    assert "tied" in leaderboard_markdown(board.reset_index())
+
+
+def test_exact_ties_break_by_time_then_name_whatever_the_row_order():
+    pool = candidates(ROWS[ROWS["nfe"] == 2])
+    for rows in (pool, pool.iloc[::-1]):
+        best = best_within(rows, 2)
+        assert best["best"] == "midpoint" and best["tied"] == "bespoke:bespoke-rk2@2"  # same distance, less time
+
+
+def test_an_empty_table_is_an_error():
+    with pytest.raises(ValueError, match="No sampler rows"):
+        leaderboard(ROWS[ROWS["solver"] == "adaptive"])
+
+
+def claim(paper, teacher, cid, verdict, ours="x"):
+    return dict(zip(COLUMNS, [paper, teacher, cid, f"claim {cid}", "criterion", "paper's number", ours, verdict]))
+
+
+CLAIMS = pd.DataFrame([
+    claim("boss", "a", "c1", "holds"), claim("boss", "b", "c1", "holds"),
+    claim("boss", "a", "c2", "holds"), claim("boss", "b", "c2", "does not hold"),
+    claim("boss", "a", "c3", "not run", "not run: no weights"), claim("boss", "b", "c3", "does not hold"),
+    claim("fgm", "a", "big", "not run", "not run: needs SD3"), claim("fgm", "b", "big", "not run", "not run: needs SD3"),
+    claim("fgm", "a", "c4", "partly holds"), claim("fgm", "b", "c4", "holds"),
+])
+
+
+def test_scorecard_verdicts_from_fixed_claim_rows():
+    card = scorecard(CLAIMS).set_index("claim_id")
+    assert card["verdict"].to_dict() == {"c1": "holds", "c2": "partly holds", "c3": "does not hold", "big": "not run",
+                                         "c4": "partly holds"}
+    assert card.loc["big", "reason"] == "needs SD3" and card.loc["c3", "a"] == "not run"
+    text = scorecard_markdown(card.reset_index())
+    assert "[does not hold](claims/boss-b.md)" in text and "**not run** (needs SD3)" in text
+    counts = summary(card.reset_index())
+    assert counts.loc["BOSS", "holds"] == 1 and counts.loc["Flow Generator Matching", "not run"] == 1
+
+
+@pytest.mark.parametrize("verdicts, expected", [(["not run"], "not run"), (["holds", "not run"], "holds"),
+                                                (["does not hold", "does not hold"], "does not hold"),
+                                                (["holds", "partly holds"], "partly holds")])
+def test_overall_verdict(verdicts, expected):
+    assert overall(verdicts) == expected
+
+
+def test_missing_claims_or_results_name_the_stage(tmp_path):
+    CLAIMS[CLAIMS["paper"].eq("boss") & CLAIMS["teacher"].eq("a")].to_csv(tmp_path / "boss-a.csv", index=False)
+    with pytest.raises(ScorecardError, match=r"boss-b.csv \(run `dvc repro boss@b`\)"):
+        read_claims(tmp_path, ["boss"], ["a", "b"])
+    pd.DataFrame([row("euler", 1, 1.0)]).to_csv(tmp_path / "baselines-a.csv", index=False)
+    pd.DataFrame(columns=list(row("euler", 1, 1.0))).to_csv(tmp_path / "fgm-a.csv", index=False)
+    with pytest.raises(ReportError, match=r"`dvc repro baselines@b` \(baselines-b.csv is missing\); `dvc repro fgm@a` "
+                                          r"\(fgm-a.csv is empty\)"):
+        require_results(tmp_path, ["baselines", "fgm"], ["a", "b"])
+
+
+def test_combination_gains_against_the_best_part():
+    rows = pd.DataFrame([
+        row("bellman-euler+ft-full", 6, 10.0, method="boss"), row("bespoke-rk2", 6, 3.0, sd=0.2, method="bespoke"),
+        row("H1P4", 6, 2.0, sd=0.2, method="flowturbo"),
+        row("boss+bespoke-rk2", 6, 1.0, sd=0.2, method="boss+bespoke", parts="bellman-euler+ft-full;bespoke-rk2"),
+        row("boss+H1P4", 6, 2.2, sd=0.2, method="boss+flowturbo", parts="bellman-euler+ft-full;H1P4"),
+    ])
+    gains = gains_table(rows).set_index("combination")["verdict"].to_dict()
+    assert gains == {"boss+bespoke-rk2": "adds up", "boss+H1P4": "no gain over the best part"}
+
+
+def test_stage_times_from_papermill_metadata(tmp_path):
+    (tmp_path / "02_boss-a.ipynb").write_text('{"cells": [], "metadata": {"papermill": {"duration": 12.34}}}')
+    (tmp_path / "explore.ipynb").write_text('{"cells": [], "metadata": {}}')
+    assert stage_times(tmp_path).to_dict("records") == [{"notebook": "02_boss-a", "seconds": 12.3}]
