@@ -240,6 +240,7 @@ def plot_teacher_overview(rows: pd.DataFrame, path: str | Path, title: str) -> S
                     ax=axes[1])
     for ax, x in zip(axes, ("NFE", "ms per sample")):
         ax.set(xscale="log", yscale="log", xlabel=x, ylabel="distance to the teacher's distribution")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor labels overlap on a short log axis
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     return save_figure(fig, path)
