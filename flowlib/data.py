@@ -93,11 +93,11 @@ MIXTURE_DATASETS = ("8gaussians",)  # toys that are exactly a Gaussian mixture: 
 
 def exact_mixture(name: str):
     """The closed-form flow of a mixture dataset (`GaussianMixtureVelocity` of the same distribution)."""
-    from .models.mixture import ring_mixture
+    from .models.mixture import ring_mixture  # its defaults are this dataset's radius and scale
 
     if name not in MIXTURE_DATASETS:
         raise DatasetError(f"{name!r} is not a Gaussian mixture; exact teachers exist for {', '.join(MIXTURE_DATASETS)}.")
-    return ring_mixture(8, radius=4 / 2**0.5, scale=0.5 / 2**0.5)
+    return ring_mixture()
 
 
 _TOY_SAMPLERS: dict[str, Callable[[int, torch.Generator], Tensor]] = {

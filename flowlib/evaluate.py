@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_json
-from .metrics import QualityMetric, bootstrap_std, rmse, time_call
+from .metrics import QualityMetric, bootstrap_std, rmse, sliced_wasserstein, time_call
 from .solvers.samplers import Sampler
 
 COLUMNS = [
@@ -230,8 +230,6 @@ def compare_samplers(samplers: Iterable[Sampler], noise: Tensor, ground_truth: T
     >>> bool(table["rmse_to_gt"].is_monotonic_decreasing), table["nfe"].tolist()
     (True, [2, 8])
     """
-    from .metrics import sliced_wasserstein
-
     reference = ground_truth if reference is None else reference
     rows = []
     for sampler in samplers:

@@ -77,13 +77,15 @@ def available(params: Params, teacher: str) -> dict[str, Any]:
     }
 
 
-def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None = None) -> Sampler:
-    """The sampler `method` gives for `teacher` with `knobs`, from cached artefacts only."""
+def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None = None,
+                  model: nn.Module | None = None) -> Sampler:
+    """The sampler `method` gives for `teacher` with `knobs`, from cached artefacts only (`model`: the teacher, when
+    the caller has already loaded it)."""
     knobs = knobs or Knobs()
     art = params.artifacts
     if method not in METHODS:
         raise ExplorerError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    model = load_teacher(params, teacher)
+    model = model if model is not None else load_teacher(params, teacher)
     if method == "teacher":
         return ODESampler.uniform(model, knobs.nfe, knobs.solver)
     if method in ("bellman", "boss"):
@@ -147,9 +149,9 @@ def show(params: Params, teacher: str, method: str, knobs: Knobs | None = None, 
          path: str | Path | None = None) -> SavedFigure | plt.Figure:
     """Samples of the chosen sampler beside the ground truth's, and for 2-D teachers the first `n_paths` trajectories
     over the ground truth's. Saved to `path` when given, else returned as a matplotlib figure."""
-    sampler = build_sampler(params, teacher, method, knobs)
-    noise = explorer_noise(params, teacher, n)
     model = load_teacher(params, teacher)
+    sampler = build_sampler(params, teacher, method, knobs, model)
+    noise = explorer_noise(params, teacher, n)
     truth = ground_truth_path(model, noise)
     samples = sampler(noise)
     dataset = dataset_for(params, params.teacher(teacher).dataset)
@@ -190,8 +192,6 @@ def explorer(params: Params, teachers: list[str] | None = None) -> Any:
     out = w.Output()
 
     def refresh(*_: Any) -> None:
-        cached = available(params, teacher.value)
-        t_star.options = [None, *cached["fgm"]]
         out.clear_output(wait=True)
         with out:
             try:
@@ -202,7 +202,12 @@ def explorer(params: Params, teachers: list[str] | None = None) -> Any:
             except (ExplorerError, ValueError) as err:  # a knob the artefacts or the method cannot take: say why
                 print(f"{type(err).__name__}: {err}")
 
-    for widget in (teacher, method, nfe, solver, k, schedule, t_star):
+    def new_teacher(*_: Any) -> None:  # only a new teacher changes which generators are cached
+        t_star.options = [None, *available(params, teacher.value)["fgm"]]
+        refresh()
+
+    teacher.observe(new_teacher, names="value")
+    for widget in (method, nfe, solver, k, schedule, t_star):
         widget.observe(refresh, names="value")
-    refresh()
+    new_teacher()
     return w.VBox([w.HBox([teacher, method]), w.HBox([nfe, solver, k]), w.HBox([schedule, t_star]), out])

@@ -24,6 +24,7 @@ from ..solvers.flowturbo import FlowTurboSampler
 from .common import TeacherContext, rebuild_hint
 
 BOSS_SOLVER = "bellman-euler+ft-full"
+GAINS = {"better": "adds up", "within noise": "no gain over the best part", "worse": "worse than the best part"}
 
 
 def boss_network(params: Params, teacher: str, k: int) -> nn.Module:
@@ -72,20 +73,21 @@ def gains_table(df: pd.DataFrame, sigmas: float = 2.0) -> pd.DataFrame:
 
     `adds up` when it is better than every part; `no gain` when within noise of the best part; `worse` otherwise.
     """
+    if "parts" not in df:
+        return pd.DataFrame()
     out = []
-    for row in df[df["parts"].notna() & (df["parts"].astype(str) != "")].itertuples() if "parts" in df else []:
+    for row in df[df["parts"].notna() & (df["parts"].astype(str) != "")].itertuples():
         same = df[(df["teacher"] == row.teacher) & (df["nfe"] == row.nfe)]
         parts = [same[same["solver"] == p].iloc[0] for p in str(row.parts).split(";") if (same["solver"] == p).any()]
         if not parts:
             continue
         best = min(parts, key=lambda p: p["gt_distance"])
         outcome = compare(row.gt_distance, best["gt_distance"], row.gt_distance_std, best["gt_distance_std"], sigmas)
-        verdict = {"better": "adds up", "within noise": "no gain over the best part", "worse": "worse than the best part"}
         out.append({"teacher": row.teacher, "nfe": row.nfe, "combination": row.solver,
                     "gt_distance": row.gt_distance, "gt_distance_std": row.gt_distance_std, "rmse_to_gt": row.rmse_to_gt,
                     **{f"part {i + 1}": f"{p['solver']}: {p['gt_distance']:.3g}±{p['gt_distance_std']:.2g} "
                        f"(RMSE {p['rmse_to_gt']:.3g})" for i, p in enumerate(parts)},
-                    "verdict": verdict.get(outcome, outcome)})
+                    "verdict": GAINS.get(outcome, outcome)})
     return pd.DataFrame(out)
 
 

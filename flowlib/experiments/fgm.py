@@ -80,8 +80,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, steps: int, init
     if init == "teacher":
         generator = OneStepGenerator.from_teacher(ctx.model, t_star)
     elif init == "random":
-        torch.manual_seed(fp.seed)
-        generator = OneStepGenerator(build_model(tp.student_dict, ctx.dataset.shape), t_star)
+        generator = OneStepGenerator(seeded_student(params, ctx, fp.seed), t_star)
     else:
         raise ValueError(f"init must be 'teacher' or 'random', got {init!r}.")
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
@@ -101,13 +100,15 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, steps: int, init
     return FGMRun(label, t_star, init, steps, result.ema_model, result.seconds, result.history, online, curve)
 
 
+def seeded_student(params: Params, ctx: TeacherContext, seed: int) -> nn.Module:
+    """A freshly initialised net of the teacher's kind (`student_dict`), its weights drawn from `seed`."""
+    torch.manual_seed(seed)
+    return build_model(params.teacher(ctx.name).student_dict, ctx.dataset.shape)
+
+
 def student_start(params: Params, ctx: TeacherContext) -> nn.Module | None:
     """None for a trained teacher (methods copy its weights); a seeded random `student` net for an exact one."""
-    tp = params.teacher(ctx.name)
-    if not tp.exact:
-        return None
-    torch.manual_seed(params.fgm.seed + 2)
-    return build_model(tp.student_dict, ctx.dataset.shape)
+    return seeded_student(params, ctx, params.fgm.seed + 2) if params.teacher(ctx.name).exact else None
 
 
 def random_init_run(params: Params, ctx: TeacherContext, t_star: float, sweep: list[FGMRun]) -> FGMRun:

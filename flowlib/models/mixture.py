@@ -62,7 +62,7 @@ class GaussianMixtureVelocity(nn.Module):
         return {"arch": "mixture", "weights": self.log_weights.exp().tolist(), "means": self.means.tolist(),
                 "scales": self.scales.tolist()}
 
-    def _components(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _components(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Per component: log π_k + log N(x; t μ_k, s_k²), and the conditional velocities [B, K, D]."""
         tb = t.to(x.dtype).reshape(-1, 1, 1).expand(x.shape[0], 1, 1)
         mu, sd2 = self.means.to(x.dtype)[None], self.scales.to(x.dtype)[None] ** 2
@@ -70,10 +70,10 @@ class GaussianMixtureVelocity(nn.Module):
         diff = x[:, None, :] - tb * mu
         log_n = -0.5 * (diff**2 / var + var.log() + math.log(2 * math.pi)).sum(-1)
         velocity = mu + (tb * sd2 - (1 - tb)) / var * diff
-        return self.log_weights.to(x.dtype)[None] + log_n, velocity, var
+        return self.log_weights.to(x.dtype)[None] + log_n, velocity
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        logits, velocity, _ = self._components(x, t)
+        logits, velocity = self._components(x, t)
         return (torch.softmax(logits, dim=1)[..., None] * velocity).sum(1)
 
     def log_prob(self, x: Tensor, t: Tensor | float = 1.0) -> Tensor:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .grids import uniform_grid
 from .nfe import Velocity
+from .samplers import ODESampler
 
 
 @dataclass
@@ -100,7 +101,7 @@ def path_cost(cost: Tensor, path: Tensor) -> float:
     return float(sum(cost[int(a), int(b)] for a, b in zip(path[:-1], path[1:])))
 
 
-def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100):
+def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100) -> ODESampler:
     """BOSS's training-free half in one call: Euler on the Bellman grid of `k` steps, chosen from the field's own
     `n_fine`-step rollout of `noise` (use noise that you will not evaluate on).
 
@@ -110,8 +111,6 @@ def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100
     >>> sampler.nfe, sampler.time_grid[0].item(), sampler.time_grid[-1].item()
     (4, 0.0, 1.0)
     """
-    from .samplers import ODESampler
-
     rollout = euler_rollout(velocity, noise, n_fine)
     path = bellman_grid(euler_cost_matrix(rollout), k)
     return ODESampler(velocity, rollout.times[path], "euler", name=f"bellman-euler-k{k}")

@@ -34,10 +34,10 @@ class CountingSampler:
 
     name: str
     _nfe: int = 0
-    check_finite: bool = True
 
-    def __init__(self, velocity: Velocity):
+    def __init__(self, velocity: Velocity, check_finite: bool = True):
         self.velocity = velocity
+        self.check_finite = check_finite
 
     @property
     def nfe(self) -> int:
@@ -67,8 +67,7 @@ class ODESampler(CountingSampler):
 
     def __init__(self, velocity: Velocity, time_grid: Tensor | Sequence[float] | int, method: str = "euler",
                  name: str | None = None, check_finite: bool = True):
-        super().__init__(velocity)
-        self.check_finite = check_finite
+        super().__init__(velocity, check_finite)
         self.time_grid = as_time_grid(time_grid)
         self.method = method
         self.name = name or method
