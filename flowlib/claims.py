@@ -4,6 +4,8 @@ Every method stage writes `reports/claims/<paper>-<teacher>.csv` (and a markdown
 `write_claims`; the report's scorecard reads only these files. Verdicts are computed from result rows by the
 paper's experiments module, never typed by hand: `verdict(checks)` turns the per-case outcomes of a criterion
 into `holds` (every case), `partly holds` (some), `does not hold` (none) or `not run` (no case measured).
+A negative verdict (`does not hold`, `partly holds`) that rests on a learned component that did not reach its
+validation plateau says nothing about the method: `inconclusive` replaces it, with the reason (`unless_converged`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from torch import Tensor
 
 from .artifacts import atomic_path, write_text
 
-VERDICTS = ("holds", "partly holds", "does not hold", "not run")
+VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive", "not run")
+NEGATIVE = ("does not hold", "partly holds")  # verdicts that an unconverged component makes inconclusive
 COLUMNS = ["paper", "teacher", "claim_id", "claim", "criterion", "paper_number", "ours", "verdict"]
 
 
@@ -99,6 +102,28 @@ def case(outcome: str, accepted: tuple[str, ...] = ("better",)) -> bool | None:
 def ratio(a: float, b: float) -> float:
     """a / b, NaN when b is 0 (an exact teacher has no training time and no parameters to compare with)."""
     return a / b if b else math.nan
+
+
+def unconverged(df: pd.DataFrame, rows: Iterable[tuple[str, int | None]]) -> list[str]:
+    """For each (solver, NFE) row of `df` whose learned component stopped at its cap while still improving
+    (`converged` is False), a phrase saying so; rows without training columns, or converged, give none."""
+    reasons = []
+    for solver, nfe in rows:
+        hit = df[(df["solver"] == solver) & ((df["nfe"] == nfe) if nfe is not None else True)]
+        if "converged" in hit.columns and len(hit) and str(hit["converged"].iloc[0]) == "False":
+            steps = hit["train_steps"].iloc[0] if "train_steps" in hit.columns else math.nan
+            where = f"@{nfe}" if nfe is not None else ""
+            reasons.append(f"{solver}{where} stopped at its cap of {steps:.0f} steps, still improving")
+    return reasons
+
+
+def unless_converged(claim: Claim, reasons: list[str]) -> Claim:
+    """`claim`, or, when its verdict is negative and `reasons` name unconverged components it rests on, the same claim
+    marked `inconclusive` with the reasons appended to its numbers (a positive verdict stands: more training would not
+    undo it for the method's sake, and the rows say how they were trained)."""
+    if claim.verdict not in NEGATIVE or not reasons:
+        return claim
+    return replace(claim, ours=f"{claim.ours}; inconclusive: {'; '.join(reasons)}", verdict="inconclusive")
 
 
 EXACT_TEACHER = "the exact teacher (closed-form velocity) has "

@@ -77,7 +77,9 @@ class EvalParams(Section):
     gt_rtol: PositiveFloat = Field(1e-5, description="adaptive dopri5 ground truth")
     gt_atol: PositiveFloat = 1e-5
     seed: NonNegativeInt = Field(1234, description="evaluation noise, shared by all samplers")
-    timing_repeats: PositiveInt = Field(3, description="ms_per_sample is the best of this many runs")
+    timing_repeats: PositiveInt = Field(5, description="ms_per_sample: the median of this many timed runs (after a "
+                                        "warm-up) at batch latency_batch")
+    latency_batch: PositiveInt = Field(256, description="the batch every row's latency is measured at")
     n_ref: int = Field(10_000, ge=2, strict=True, description="size of the teacher's ground-truth reference, and of the "
                        "noise every sampler also runs on for gt_distance")
     reference_seed: NonNegativeInt = Field(2024, description="noise of the ground-truth reference draw")
@@ -151,12 +153,14 @@ class BossParams(Section):
     nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10], min_length=1, description="Bellman grids evaluated")
     finetune_k: list[PositiveInt] = Field([4, 6], description="K of the straightening finetunes")
     n_pairs: PositiveInt = Field(2000, description="teacher trajectories for the pairs (paper: 5000)")
+    n_val: PositiveInt = Field(256, description="held-out noises whose RMSE to the ground truth drives the stopping rule")
     batch_size: PositiveInt = 64
     lora_rank: PositiveInt = 4
     lora_alpha: PositiveFloat = 1.0
     reflow_eps: float = Field(1e-3, ge=0, lt=1)
     seed: NonNegativeInt = 7
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="every finetune: its cap (steps) and stopping "
+                               "rule (val_every, patience, rel_tol); the reflows get at most BOSS's steps (equal iterations)")
 
 
 class BespokeParams(Section):
@@ -168,11 +172,14 @@ class BespokeParams(Section):
     pool: PositiveInt = Field(1024, description="training noises whose dense ground truth is solved once")
     val: PositiveInt = Field(256, description="held-out validation noises (checkpoint choice by RMSE)")
     grid: int = Field(101, ge=2, description="time points of the dense ground truth (cubic Hermite in between)")
-    iterations: PositiveInt = Field(100, description="Adam steps per solver")
+    iterations: PositiveInt = Field(1000, description="the cap on Adam steps per solver (training stops earlier at the "
+                                    "validation plateau)")
     batch_size: PositiveInt = 16
     lr: PositiveFloat = 1e-2
     l_tau: PositiveFloat = Field(1.0, description="L_τ, the network's Lipschitz bound in the loss weights (paper: 1)")
     val_every: PositiveInt = Field(20, description="iterations between validation RMSE checks")
+    patience: PositiveInt = Field(5, description="validation checks without a relative gain of rel_tol that end training")
+    rel_tol: float = Field(0.01, ge=0, lt=1, description="relative validation gain that counts as progress")
     seed: NonNegativeInt = 11
 
 
@@ -204,14 +211,15 @@ class FGMParams(Section):
     """Flow Generator Matching: one-step generators distilled from each teacher, a t* sweep, one-step baselines."""
 
     t_stars: list[float] = Field([0.0, 0.1, 0.2], min_length=1, description="generator times t* in [0, 1) to sweep")
-    sweep_steps: PositiveInt = Field(150, description="generator steps of each sweep run (and of the random-init run)")
     batch_size: PositiveInt = 128
-    train: TrainConfig = Field(default_factory=TrainConfig, description="the headline run (best t* on validation noise)")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="every generator run: its cap (steps) and "
+                               "stopping rule (val_every, patience, rel_tol) on the validation distance")
     online_lr: PositiveFloat | None = Field(None, description="the online model's lr (None: train.lr)")
-    l1_weight: float = Field(0.0, ge=0, description="λ in λ L1 + L2 (paper: 0, L2 only; 1 is the exact gradient)")
-    n_val: PositiveInt = Field(1000, description="validation noises that choose t* (never the evaluation noise)")
+    l1_weights: list[Annotated[float, Field(ge=0)]] = Field(
+        [0.0, 1.0], min_length=1, description="λ in λ L1 + L2: the t* sweep uses the first (paper: 0, L2 only), the best "
+        "t* is rerun with each other one (1: the exact gradient); the headline is chosen on validation")
+    n_val: PositiveInt = Field(1000, description="validation noises that choose t* and λ (never the evaluation noise)")
     n_pairs: PositiveInt = Field(2000, description="(noise, teacher sample) pairs of the one-step reflow baseline")
-    monitor_every: PositiveInt = Field(25, description="steps between validation distances on the training curves")
     seed: NonNegativeInt = 21
 
 
@@ -387,6 +395,14 @@ def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     if pf.bespoke.seed in seeds.values():
         problems.append(_problem(("bespoke", "seed"), f"{pf.bespoke.seed} → a seed none of {seeds} uses (the Bespoke "
                                  "training noise must not be the evaluation or reference noise)"))
+    for section in ("boss", "flowturbo", "fgm"):
+        tc = getattr(pf, section).train
+        if tc.val_every is None:
+            problems.append(_problem((section, "train", "val_every"), "missing → steps between validations (e.g. 100): "
+                                     "every learned component trains to its validation plateau"))
+        elif tc.val_every > tc.steps:
+            problems.append(_problem((section, "train", "val_every"), f"{tc.val_every} → at most {section}.train.steps = "
+                                     f"{tc.steps} (the cap)"))
     for key in ("nfes", "finetune_k"):
         for i, k in enumerate(getattr(pf.boss, key)):
             if k > pf.boss.n_fine:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_json
-from .metrics import QualityMetric, bootstrap_std, rmse, sliced_wasserstein, time_call
+from .metrics import QualityMetric, bootstrap_std, median_latency, rmse, sliced_wasserstein, time_call
 from .solvers.samplers import Sampler
 
 COLUMNS = [
@@ -70,17 +70,20 @@ def evaluate(
     solver: str | None = None,
     extra_params: int = 0,
     train_seconds: float = 0.0,
-    timing_repeats: int = 1,
+    timing_repeats: int = 5,
+    latency_batch: int = 256,
 ) -> dict[str, Any]:
     """Run `sampler(noise)`, time it, and score quality (vs the dataset) and RMSE (vs `ground_truth`).
 
     `ground_truth` is the teacher's adaptive ODE solution from the same `noise`; without it rmse is NaN. With a
     `reference`, the sampler also runs on `reference.noise` for `gt_distance` (`reference_samples` passes that
     output when it is already known, as for the ground truth itself). `bootstrap` resamples give the `*_std`
-    noise bands (NaN without). `nfe` is the sampler's measured count on the evaluation call.
+    noise bands (NaN without). `nfe` is the sampler's measured count on the evaluation call. `ms_per_sample` is
+    `sampler_latency`: the median of `timing_repeats` timed runs at batch `latency_batch`, the same for every row.
     """
-    samples, seconds = time_call(lambda: sampler(noise), timing_repeats)
+    samples = sampler(noise)
     nfe = int(sampler.nfe)
+    seconds_per_sample = sampler_latency(sampler, noise, latency_batch, timing_repeats)
     if not torch.isfinite(samples).all():
         raise ResultError(f"Sampler {sampler.name!r} produced NaN or inf samples.")
     quality, quality_std = _band(metric, samples, bootstrap, seed=1)
@@ -101,12 +104,20 @@ def evaluate(
         "gt_distance_std": gt_distance_std,
         "gt_distance_metric": reference.metric.name if reference is not None else "-",
         "rmse_to_gt": rmse(samples, ground_truth) if ground_truth is not None else math.nan,
-        "ms_per_sample": 1000.0 * seconds / len(noise),
+        "ms_per_sample": 1000.0 * seconds_per_sample,
         "extra_params": int(extra_params),
         "train_seconds": float(train_seconds),
     }
     validate_row(row)
     return row
+
+
+def sampler_latency(sampler: Sampler, noise: Tensor, batch: int = 256, repeats: int = 5) -> float:
+    """Seconds per sample: the median wall time of `repeats` runs of `sampler` on the first `batch` noises (fewer if
+    `noise` is smaller), after one untimed warm-up run. One timed run of a sub-millisecond sampler is noise (the same
+    field at the same NFE read 20× apart); the median at a fixed batch makes rows comparable."""
+    part = noise[:batch]
+    return median_latency(lambda: sampler(part), repeats, warmup=1) / len(part)
 
 
 def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str, bootstrap: int = 0) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Every function works without a browser (the widgets in `explorer()` only call th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -51,15 +52,16 @@ def _need(path: Path, stage: str) -> Path:
     return path
 
 
-def fgm_generators(params: Params, teacher: str) -> dict[float, Path]:
-    """t* → the longest-trained cached generator at that t*."""
-    best: dict[float, tuple[int, Path]] = {}
-    for path in (params.artifacts / "fgm" / teacher).glob("fgm-t*-*-*.pt"):
-        _, t, _, steps = path.stem.split("-")
-        t_star, n = float(t[1:]), int(steps)
-        if t_star not in best or n > best[t_star][0]:
-            best[t_star] = (n, path)
-    return {t: p for t, (_, p) in sorted(best.items())}
+def fgm_generators(params: Params, teacher: str) -> dict[float, tuple[float, Path]]:
+    """t* → (validation distance, path) of the cached generator at that t* nearest the teacher's distribution on the
+    validation noise (every run records its t* and validation distance in its checkpoint)."""
+    best: dict[float, tuple[float, Path]] = {}
+    for path in (params.artifacts / "fgm" / teacher).glob("fgm-t*.pt"):
+        meta = load_checkpoint(path).get("meta", {})
+        t_star, val = float(meta.get("t_star", math.nan)), float(meta.get("val_distance", math.inf))
+        if not math.isnan(t_star) and (t_star not in best or val < best[t_star][0]):
+            best[t_star] = (val, path)
+    return dict(sorted(best.items()))
 
 
 def available(params: Params, teacher: str) -> dict[str, Any]:
@@ -107,11 +109,11 @@ def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None
     generators = fgm_generators(params, teacher)
     if not generators:
         raise ExplorerError(f"No FGM generator is cached for this teacher; run `{rebuild_hint(f'fgm@{teacher}')}` first.")
-    headline = max(generators, key=lambda t: int(generators[t].stem.rsplit("-", 1)[1]))  # the longest-trained
+    headline = min(generators, key=lambda t: generators[t][0])  # the one chosen on validation
     t_star = knobs.t_star if knobs.t_star is not None else headline
     if t_star not in generators:
         raise ExplorerError(f"No FGM generator at t* = {t_star}; cached: {list(generators)}.")
-    return GeneratorSampler(load_generator(generators[t_star]), name=f"fgm-t{t_star:g}")
+    return GeneratorSampler(load_generator(generators[t_star][1]), name=f"fgm-t{t_star:g}")
 
 
 def explorer_noise(params: Params, teacher: str, n: int, seed: int = 0) -> Tensor:

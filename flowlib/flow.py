@@ -1,22 +1,28 @@
 """Linear (rectified / OT) probability path, the flow-matching loss, and a small generic trainer.
 
 Convention: t = 0 is noise x0, t = 1 is data x1; x_t = (1 - t) x0 + t x1 with target velocity x1 - x0.
-The trainer is shared by every method that regresses a network (teacher training, BOSS straightening,
-refiner training): it takes a `loss_fn(model, generator) -> scalar` and handles AdamW, linear warmup,
-gradient clipping, EMA, tqdm progress, seeding, atomic checkpoints, resume, NaN detection and DDP.
+The trainer is shared by every learned component of every method (teacher, BOSS straightening and its reflow
+baselines, Bespoke solvers, FlowTurbo's refiner, FGM's generator): it takes a `loss_fn(model, generator) -> scalar`
+and handles AdamW, linear warmup, gradient clipping, EMA, tqdm progress, seeding, atomic checkpoints, resume, NaN
+detection, DDP, the training cost in FLOPs, and one stopping rule (`TrainConfig.val_every`, `patience`, `rel_tol`):
+every `val_every` steps a `validate(ema_model)` score on held-out data is taken, the best checkpoint kept, and the
+run stops at its validation plateau or at its cap of `steps`, saying which (`TrainResult.converged`).
 """
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from .artifacts import config_hash, load_checkpoint, save_checkpoint
@@ -65,7 +71,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    steps: int = Field(1000, ge=1, strict=True, description="optimiser steps")
+    steps: int = Field(1000, ge=1, strict=True, description="optimiser steps: the cap (max_steps) when val_every is set")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(100, ge=0, strict=True, description="linear warmup steps")
@@ -75,17 +81,94 @@ class TrainConfig(BaseModel):
     ckpt_every: int = Field(500, ge=1, strict=True, description="steps between resumable checkpoints")
     log_every: int = Field(50, ge=1, strict=True, description="steps per logged loss average")
     max_loss: float | None = Field(None, gt=0, description="stop when |loss| exceeds this (an exploding run); None: never")
+    val_every: int | None = Field(None, ge=1, strict=True, description="steps between validation scores of the stopping "
+                                  "rule; None: no validation, train all `steps`")
+    patience: int = Field(5, ge=1, strict=True, description="stop after this many validations without a relative "
+                          "improvement of rel_tol over the best so far (the plateau)")
+    rel_tol: float = Field(0.01, ge=0, lt=1, description="relative improvement of the validation score that counts as progress")
 
 
 @dataclass
 class TrainResult:
-    """What a training run returns: the raw and EMA models, the loss history and the wall time."""
+    """What a training run returns: the raw and EMA models (the EMA one restored to the best validation checkpoint
+    under the stopping rule), the loss history, the wall time, and how the run ended.
+
+    `steps`: optimiser steps taken; `converged`: True when the validation plateau was reached before the cap, False
+    when the cap stopped a run that was still improving, None without validation; `val_history`: (step, score);
+    `flops`: the training cost in floating-point operations (forward and backward of every step and every validation,
+    as run), machine-independent where `seconds` is not.
+    """
 
     model: nn.Module
     ema_model: nn.Module
     history: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    steps: int = 0
+    converged: bool | None = None
+    best_step: int = 0
+    best_value: float = math.nan
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    flops: float = 0.0
+
+    def describe(self) -> str:
+        """One phrase for claims and tables: how the run ended."""
+        if self.converged is None:
+            return f"{self.steps} steps (no validation rule)"
+        if self.converged:
+            return f"plateau at step {self.best_step} (stopped at {self.steps})"
+        return f"stopped at its cap of {self.steps} steps, still improving"
+
+
+class StoppingRule:
+    """Early stopping on a validation score (lower is better), with the best checkpoint kept.
+
+    `update(step, value, state)` records a score: a value below the best so far keeps `state` as the best
+    checkpoint; a value below (1 - rel_tol) x the last *significant* best resets the patience counter, anything else
+    counts one evaluation without progress. `plateau` is True once `patience` such evaluations follow each other.
+    Its whole state (history, best, counter, checkpoint) goes into the trainer's checkpoint, so a resumed run
+    continues the rule where it stopped.
+    """
+
+    def __init__(self, patience: int, rel_tol: float):
+        self.patience, self.rel_tol = patience, rel_tol
+        self.history: list[tuple[int, float]] = []
+        self.best, self.best_step, self.best_state = math.inf, 0, None
+        self.significant, self.stale = math.inf, 0
+
+    def update(self, step: int, value: float, state: dict[str, Tensor]) -> None:
+        if not math.isfinite(value):
+            raise TrainingDivergedError(f"the validation score became {value} at step {step}; the last checkpoint holds "
+                                        "the last good state. Lower the learning rate or check the inputs for NaNs.")
+        self.history.append((step, value))
+        if value < self.best:
+            self.best, self.best_step = value, step
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+        if value < self.significant - self.rel_tol * abs(self.significant) or not math.isfinite(self.significant):
+            self.significant, self.stale = value, 0
+        else:
+            self.stale += 1
+
+    @property
+    def plateau(self) -> bool:
+        return self.stale >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history), "best": self.best, "best_step": self.best_step,
+                "best_state": self.best_state, "significant": self.significant, "stale": self.stale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [tuple(h) for h in state["history"]]
+        self.best, self.best_step, self.best_state = state["best"], state["best_step"], state["best_state"]
+        self.significant, self.stale = state["significant"], state["stale"]
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run `fn()` once and return its result and the floating-point operations it ran (matrix products and
+    convolutions, forward and backward, as counted by torch's FlopCounterMode): a machine-independent cost."""
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+    return out, float(counter.get_total_flops())
 
 
 def _distributed() -> tuple[int, int]:
@@ -112,10 +195,19 @@ def train(
     companions: dict[str, Any] | None = None,
     optimizer_betas: tuple[float, float] = (0.9, 0.999),
     callback: Callable[[int, nn.Module], None] | None = None,
+    validate: Callable[[nn.Module], float] | None = None,
+    stop_at_plateau: bool = True,
 ) -> TrainResult:
-    """Minimise `loss_fn(model, generator)` for `config.steps` AdamW steps.
+    """Minimise `loss_fn(model, generator)` with AdamW for at most `config.steps` steps.
 
-    With `ckpt_dir`, the full training state is saved atomically to `ckpt_dir/last.pt` every
+    **Stopping rule.** With `validate` and `config.val_every`, the EMA model is scored by `validate(ema_model)` (lower
+    is better, on held-out data) at step 0 and every `val_every` steps; the best-scoring EMA weights are kept, and the
+    run stops once `config.patience` scores in a row improve on the best by less than `config.rel_tol` (relative), or
+    at the cap `config.steps`. The returned EMA model holds the best weights; `converged` says whether the plateau came
+    before the cap. `stop_at_plateau=False` only measures (the teacher: trained to its cap, the last EMA kept,
+    `converged` = its validation score had plateaued by the end).
+
+    With `ckpt_dir`, the full training state (the rule's included) is saved atomically to `ckpt_dir/last.pt` every
     `config.ckpt_every` steps and at the end; a later call with the same `config` and `run_config` resumes
     from it (a different config starts afresh, so a stale checkpoint is never silently continued).
     Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel, each rank draws its
@@ -125,6 +217,7 @@ def train(
     restored with the checkpoint through their `state_dict` / `load_state_dict`. A NaN, infinite or (with
     `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything is written, so the last
     checkpoint stays the last good state. `callback(step, ema_model)` runs at every logged step (monitoring).
+    The cost in FLOPs is counted on the first step and the first validation of the call and scaled by their counts.
     """
     companions = companions or {}
     rank, world = _distributed()
@@ -134,9 +227,11 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=optimizer_betas)
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    fingerprint = config_hash({"train": config.model_dump(), "run": run_config or {}, "world": world})
+    fingerprint = config_hash({"train": config.model_dump(), "run": run_config or {}, "world": world,
+                               "validated": validate is not None, "stop": stop_at_plateau})
     ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
-    step, history, seconds = 0, [], 0.0
+    rule = StoppingRule(config.patience, config.rel_tol) if validate is not None and config.val_every else None
+    step, history, seconds, costs, done = 0, [], 0.0, {"step": 0.0, "val": 0.0}, False
     if ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         if state.get("fingerprint") == fingerprint:
@@ -148,6 +243,9 @@ def train(
             for key, obj in companions.items():
                 obj.load_state_dict(state["companions"][key])
             step, history, seconds = state["step"], state["history"], state["seconds"]
+            costs, done = dict(state["costs"]), state["done"]
+            if rule is not None:
+                rule.load_state_dict(state["rule"])
         elif rank == 0:
             print(f"[flowlib] {ckpt_path} belongs to a different configuration; training from scratch.")
     resumed_from = step
@@ -180,40 +278,78 @@ def train(
                     "generator": gen_states,
                     "history": history,
                     "seconds": seconds,
+                    "costs": costs,
+                    "done": done,
+                    "rule": rule.state_dict() if rule is not None else None,
                     "companions": {key: obj.state_dict() for key, obj in companions.items()},
                 },
                 ckpt_path,
             )
 
+    def score() -> None:
+        """One validation of the EMA model under the stopping rule (its cost counted once per call)."""
+        nonlocal done
+        was_training = ema.model.training
+        ema.model.eval()
+        with torch.no_grad():
+            if not costs["val"]:
+                value, costs["val"] = count_flops(lambda: float(validate(ema.model)))
+            else:
+                value = float(validate(ema.model))
+        ema.model.train(was_training)
+        rule.update(step, value, ema.model.state_dict())
+        done = done or (stop_at_plateau and rule.plateau)
+
+    if rule is not None and not rule.history:
+        score()
     model.train()
     bar = tqdm(total=config.steps, initial=step, desc=desc, disable=not progress or rank != 0, mininterval=1.0)
     running, count = 0.0, 0
-    while step < config.steps:
+    while step < config.steps and not done:
         start = time.perf_counter()
-        loss = loss_fn(net, generator)
-        check_loss(loss, step, config, desc)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        if not costs["step"]:
+            loss, costs["step"] = count_flops(partial(_step, net, model, loss_fn, generator, optimizer, config, step, desc))
+        else:
+            loss = _step(net, model, loss_fn, generator, optimizer, config, step, desc)
         scheduler.step()
         ema.update(model)
         seconds += time.perf_counter() - start
         step += 1
-        running, count = running + loss.item(), count + 1
+        running, count = running + loss, count + 1
         if step % config.log_every == 0 or step == config.steps:
             history.append((step, running / count))
             bar.set_postfix(loss=f"{running / count:.4f}")
             running, count = 0.0, 0
             if callback is not None and rank == 0:
                 callback(step, ema.model)
+        if rule is not None and (step % config.val_every == 0 or step == config.steps):
+            score()
+            bar.set_postfix(loss=f"{history[-1][1]:.4f}" if history else "-", val=f"{rule.best:.4g}")
         bar.update(1)
-        if step % config.ckpt_every == 0 or step == config.steps:
+        if step % config.ckpt_every == 0 or step == config.steps or done:
             checkpoint()
     bar.close()
     model.eval()
-    return TrainResult(model, ema.model, history, seconds, resumed_from)
+    result = TrainResult(model, ema.model, history, seconds, resumed_from, steps=step)
+    result.flops = costs["step"] * step + costs["val"] * (len(rule.history) if rule is not None else 0)
+    if rule is not None:
+        result.val_history, result.best_step, result.best_value = list(rule.history), rule.best_step, rule.best
+        result.converged = rule.plateau
+        if stop_at_plateau and rule.best_state is not None:
+            ema.model.load_state_dict(rule.best_state)
+    return result
 
+
+def _step(net: nn.Module, model: nn.Module, loss_fn: Callable[[nn.Module, torch.Generator], Tensor],
+          generator: torch.Generator, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, desc: str) -> float:
+    """One optimiser step: loss, divergence check, backward, clipping, update. Returns the loss value."""
+    loss = loss_fn(net, generator)
+    check_loss(loss, step, config, desc)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss.item()
 
 
 def check_loss(loss: Tensor, step: int, config: TrainConfig, desc: str) -> None:
@@ -239,13 +375,25 @@ def train_teacher(
     *,
     run_config: dict | None = None,
     progress: bool = True,
+    heldout: Tensor | None = None,
 ) -> TrainResult:
-    """Train a velocity net by flow matching on minibatches from `sample_batch(n, generator)`."""
+    """Train a velocity net by flow matching on minibatches from `sample_batch(n, generator)`.
+
+    With `heldout` data and `config.val_every`, the flow-matching loss on it (fixed noise and times, so scores are
+    comparable across steps) is tracked: the teacher is the object under study, so it trains to its cap and the
+    result only *reports* whether that loss had plateaued (`converged`)."""
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return flow_matching_loss(net, sample_batch(batch_size, generator), generator)
 
-    return train(model, loss_fn, config, ckpt_dir, run_config=run_config, progress=progress, desc="teacher")
+    validate = None if heldout is None else partial(heldout_flow_matching_loss, x1=heldout)
+    return train(model, loss_fn, config, ckpt_dir, run_config=run_config, progress=progress, desc="teacher",
+                 validate=validate, stop_at_plateau=False)
+
+
+def heldout_flow_matching_loss(model: nn.Module, x1: Tensor, seed: int = 0) -> float:
+    """The flow-matching loss on held-out data `x1` with noise and times drawn from `seed` (a validation score)."""
+    return float(flow_matching_loss(model, x1, torch.Generator().manual_seed(seed)))
 
 
 class NoWeightsError(ValueError):

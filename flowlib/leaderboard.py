@@ -51,8 +51,17 @@ def best_within(rows: pd.DataFrame, budget: int, sigmas: float = 2.0) -> dict | 
     return {"budget": budget, "best": best["sampler"], "nfe": int(best["nfe"]), "ranked_by": col,
             "gt_distance": best["gt_distance"], "gt_distance_std": best["gt_distance_std"], "quality": best["quality"],
             "quality_std": best["quality_std"], "rmse_to_gt": best["rmse_to_gt"], "ms_per_sample": best["ms_per_sample"],
-            "extra_params": best["extra_params"], "train_seconds": best["train_seconds"], "tied": ", ".join(tied),
+            "extra_params": best["extra_params"], "train_seconds": best["train_seconds"],
+            "trained": _trained(best), "tied": ", ".join(tied),
             "n_tied": len(tied)}
+
+
+def _trained(row: pd.Series) -> str:
+    """How the row's learned component was trained: `N (plateau)`, `N (cap)` or empty for a training-free sampler."""
+    steps, conv = row.get("train_steps", math.nan), row.get("converged", math.nan)
+    if pd.isna(steps):
+        return ""
+    return f"{int(steps)} ({'plateau' if str(conv) == 'True' else 'cap' if str(conv) == 'False' else 'no rule'})"
 
 
 def _num(x: object) -> float:
@@ -84,6 +93,7 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
             "to the data": [f"{v:.3g} ±{s:.2g}" for v, s in zip(sub["quality"], sub["quality_std"])],
             "RMSE to GT": sub["rmse_to_gt"].map(lambda v: f"{v:.3g}"),
             "ms / sample": sub["ms_per_sample"].map(lambda v: f"{v:.3g}"),
+            "train steps": sub["trained"] if "trained" in sub else "",
             "extra params": sub["extra_params"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
             "train s": sub["train_seconds"].map(lambda v: f"{v:.0f}" if pd.notna(v) else ""),
             "tied within noise (sampler@NFE)": [_shorten(t, n) for t, n in zip(sub["tied"], sub["n_tied"])]})
@@ -97,9 +107,29 @@ def _shorten(tied: str, n: int, keep: int = 4) -> str:
     return ", ".join(names[:keep]) + (f" and {n - keep} more" if n > keep else "")
 
 
-def training_cost(df: pd.DataFrame, teacher_seconds: dict[str, float]) -> pd.DataFrame:
-    """Per teacher and method, the largest training time of one of its samplers, beside the teacher's own."""
+def training_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Per teacher and method, the largest training cost of one of its samplers in FLOPs (machine-independent) and in
+    seconds, beside the teacher's own (carried by its ground-truth row, `adaptive`)."""
     rows = candidates(df)
-    cost = rows.groupby(["teacher", "method"], sort=False)["train_seconds"].max().reset_index()
-    teachers = pd.DataFrame([{"teacher": t, "method": "teacher", "train_seconds": s} for t, s in teacher_seconds.items()])
+    if "train_flops" not in rows:
+        rows = rows.assign(train_flops=math.nan)
+    cost = rows.groupby(["teacher", "method"], sort=False)[["train_flops", "train_seconds"]].max().reset_index()
+    gt = df[df["solver"] == "adaptive"]
+    teachers = pd.DataFrame({"teacher": gt["teacher"], "method": "teacher",
+                             "train_flops": gt["train_flops"] if "train_flops" in gt else math.nan,
+                             "train_seconds": gt["train_seconds"]})
     return pd.concat([teachers, cost], ignore_index=True)
+
+
+def training_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every trained sampler row: how its learned component ended (steps, plateau or cap, best step) and what it cost."""
+    rows = candidates(df)
+    if "train_steps" not in rows:
+        return pd.DataFrame()
+    rows = rows[rows["train_steps"].notna()]
+    ended = rows["converged"].astype(str).map({"True": "plateau", "False": "cap, still improving"}).fillna("no rule")
+    return pd.DataFrame({"teacher": rows["teacher"], "sampler": rows["sampler"], "NFE": rows["nfe"],
+                         "steps": rows["train_steps"].astype(int), "ended": ended,
+                         "best step": rows["best_step"].astype("Int64") if "best_step" in rows else pd.NA,
+                         "FLOPs": rows["train_flops"].map(lambda v: f"{v:.3g}" if v > 0 else "-"),  # closed form: no matmuls
+                         "seconds": rows["train_seconds"].round(1)}).reset_index(drop=True)

@@ -216,8 +216,14 @@ def plot_pareto(points: pd.DataFrame, path: str | Path, title: str, floor: float
 
 
 def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
-    """One panel per curve kind (columns step, value, run, curve), one line per run, log y."""
+    """One panel per curve kind (columns step, value, run, curve), one line per run, log y (a note instead when
+    nothing was trained, e.g. the exact teacher)."""
     kinds = list(dict.fromkeys(curves["curve"]))
+    if not kinds:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.text(0.5, 0.5, "nothing trained:\nthe velocity is exact (closed form)", ha="center", va="center")
+        ax.set(xticks=[], yticks=[], title=title)
+        return save_figure(fig, path)
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         sns.lineplot(data=curves[curves["curve"] == kind], x="step", y="value", hue="run", ax=ax, legend=ax is axes[0][-1])
@@ -247,9 +253,12 @@ def plot_teacher_overview(rows: pd.DataFrame, path: str | Path, title: str) -> S
 
 
 def plot_training_cost(cost: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
-    """Training seconds per method beside each teacher's own training (columns teacher, method, train_seconds)."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    sns.barplot(data=cost, x="method", y="train_seconds", hue="teacher", ax=ax)
-    ax.set(yscale="symlog", ylabel="training seconds (largest sampler of the method)", xlabel="", title=title)
-    ax.tick_params(axis="x", rotation=30)
+    """Training cost per method beside each teacher's own training, in FLOPs (left, machine-independent) and seconds
+    (right, this machine); columns teacher, method, train_flops, train_seconds."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for ax, y, label in ((axes[0], "train_flops", "training FLOPs"), (axes[1], "train_seconds", "training seconds")):
+        sns.barplot(data=cost, x="method", y=y, hue="teacher", ax=ax, legend=ax is axes[1])
+        ax.set(yscale="log" if y == "train_flops" else "symlog", ylabel=f"{label} (largest sampler of the method)", xlabel="")
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title)
     return save_figure(fig, path)

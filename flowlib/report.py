@@ -149,7 +149,7 @@ def readme_summary(board_md: str, summary: pd.DataFrame) -> str:
 
 
 def report_page(board_md: str, card_md: str, gains_md: str, figures: Iterable[str], notebooks: Iterable[str],
-                times: pd.DataFrame) -> str:
+                times: pd.DataFrame, training_md: str = "") -> str:
     """`reports/README.md`: leaderboard, scorecard, combinations, figures, executed notebooks and stage times.
 
     `figures` and `notebooks`: paths relative to the reports directory."""
@@ -162,7 +162,14 @@ def report_page(board_md: str, card_md: str, gains_md: str, figures: Iterable[st
         "spend at most that many network calls; samplers within its noise band are listed as tied.\n\n"
         f"{board_md}\n## Reproduction scorecard\n\nEvery claim of the four papers, from `reports/claims/*.csv`; each "
         "verdict links to the claim's criterion and numbers.\n\n"
-        f"{card_md}\n## Combinations no paper tried\n\n{gains_md}\n\n## Figures\n\n{figs}\n\n"
+        f"{card_md}\n## How each learned component was trained\n\nEvery learned component trains until its validation "
+        "score stops improving (`patience` checks every `val_every` steps without a relative gain of `rel_tol`) or hits "
+        "its cap, and keeps its best checkpoint; `ended` says which. A negative verdict that rests on a component "
+        "stopped at its cap, still improving, is `inconclusive`. Costs in floating-point operations (machine-"
+        "independent: the matrix products and convolutions of every forward and backward pass, as torch's FlopCounterMode "
+        "counts them; `-` where the only network is the exact teacher's closed form, which has none), wall time beside."
+        f"\n\n{training_md}\n\n"
+        f"## Combinations no paper tried\n\n{gains_md}\n\n## Figures\n\n{figs}\n\n"
         f"## Executed notebooks\n\n{nbs}\n\n## Time per stage\n\nFrom the executed notebooks (papermill), "
         f"{total / 60:.1f} min in all (without install and DVC's own overhead):\n\n{times.to_markdown(index=False)}\n")
 

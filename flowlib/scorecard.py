@@ -1,8 +1,10 @@
 """The reproduction scorecard: every claim of the four papers, one row each, generated from `reports/claims/*.csv` only.
 
 A row gives the paper, the claim, the paper's number and the verdict on each teacher (`holds`, `partly holds`,
-`does not hold`, `not run`), and an overall verdict: `not run` when no teacher could test it, `holds` / `does not
-hold` when every teacher that tested it agrees, `partly holds` otherwise. Claims no profile here can test are in the
+`does not hold`, `inconclusive`, `not run`), and an overall verdict: `not run` when no teacher could test it,
+`inconclusive` when every teacher that tested it was inconclusive (a learned component stopped at its cap), else
+`holds` / `does not hold` when every teacher with a conclusive verdict agrees, `partly holds` otherwise; teachers
+left inconclusive are named in the row's reason. Claims no profile here can test are in the
 claims files too (as `not run`, with the reason), so the card is complete.
 """
 from __future__ import annotations
@@ -42,12 +44,13 @@ def read_claims(claims_dir: str | Path, papers: Iterable[str], teachers: Iterabl
 
 def overall(verdicts: Iterable[str]) -> str:
     """One verdict from the per-teacher ones (see the module docstring)."""
-    measured = [v for v in verdicts if v != "not run"]
-    for v in measured:
+    verdicts = list(verdicts)
+    for v in verdicts:
         if v not in VERDICTS:
             raise ClaimError(f"Unknown verdict {v!r}; expected one of {VERDICTS}.")
+    measured = [v for v in verdicts if v not in ("not run", "inconclusive")]
     if not measured:
-        return "not run"
+        return "inconclusive" if "inconclusive" in verdicts else "not run"
     if all(v == "holds" for v in measured):
         return "holds"
     return "does not hold" if all(v == "does not hold" for v in measured) else "partly holds"
@@ -62,15 +65,22 @@ def scorecard(claims: pd.DataFrame) -> pd.DataFrame:
         first = sub.iloc[0]
         rows.append({"paper": PAPERS.get(paper, paper), "claim_id": cid, "claim": first["claim"],
                      "paper's number": first["paper_number"], **{t: per.get(t, "") for t in teachers},
-                     "verdict": overall(per.values()),
-                     "reason": next((o[len("not run: "):] for o in sub["ours"] if str(o).startswith("not run: ")), "")})
+                     "verdict": overall(per.values()), "reason": _reason(sub)})
     return pd.DataFrame(rows)
+
+
+def _reason(sub: pd.DataFrame) -> str:
+    """Why a claim was not run, or which teachers left it inconclusive (empty otherwise)."""
+    inconclusive = sub.loc[sub["verdict"] == "inconclusive", "teacher"].tolist()
+    if inconclusive:
+        return "inconclusive on " + ", ".join(inconclusive) + ": a learned component stopped at its cap, still improving"
+    return next((o[len("not run: "):] for o in sub["ours"] if str(o).startswith("not run: ")), "")
 
 
 def summary(card: pd.DataFrame) -> pd.DataFrame:
     """Counts of overall verdicts per paper (the README's scorecard summary)."""
     table = card.pivot_table(index="paper", columns="verdict", values="claim", aggfunc="count", fill_value=0, sort=False)
-    return table.reindex(columns=[v for v in VERDICTS if v in table.columns] or list(VERDICTS), fill_value=0)
+    return table.reindex(columns=list(VERDICTS), fill_value=0)  # every verdict, inconclusive too, even at 0
 
 
 def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{teacher}.md") -> str:
@@ -82,5 +92,5 @@ def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{t
         for t in teachers:
             shown[t] = [f"[{v}]({link.format(paper=keys.get(p, p), teacher=t)})" if v else ""
                         for p, v in zip(card["paper"], card[t])]
-    shown["verdict"] = [f"**{v}**" + (f" ({r})" if v == "not run" and r else "") for v, r in zip(card["verdict"], card["reason"])]
+    shown["verdict"] = [f"**{v}**" + (f" ({r})" if r else "") for v, r in zip(card["verdict"], card["reason"])]
     return shown[["paper", "claim", "paper's number", *teachers, "verdict"]].to_markdown(index=False) + "\n"

@@ -1,6 +1,7 @@
 """Claims as data: verdict rules, the claims table on disk, and BOSS's verdicts computed from fixed result rows."""
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from flowlib.claims import Claim, ClaimError, case, compare, read_claims, verdict, write_claims
+from flowlib.claims import Claim, ClaimError, case, compare, read_claims, unless_converged, verdict, write_claims
 from flowlib.config import parse_params
 from flowlib.experiments.boss import boss_claims
 from flowlib.solvers import uniform_grid
@@ -52,38 +53,42 @@ def test_claims_round_trip_and_schema(tmp_path):
         read_claims(tmp_path / "nowhere")
 
 
-def _row(solver, nfe, quality, rmse, dist, method="boss", trained=0, std=0.2):
-    return {"dataset": "moons", "teacher": "moons", "method": method, "solver": solver, "nfe": nfe, "quality": quality,
-            "quality_std": 0.01, "quality_metric": "sliced-w2", "gt_distance": dist, "gt_distance_std": std,
-            "gt_distance_metric": "sliced-w2-to-gt", "rmse_to_gt": rmse, "ms_per_sample": 0.1, "extra_params": 0,
-            "train_seconds": 1.0, "trained_params": trained}
+def _row(solver, nfe, quality, rmse, dist, method="boss", trained=0, std=0.2, converged=None):
+    row = {"dataset": "moons", "teacher": "moons", "method": method, "solver": solver, "nfe": nfe, "quality": quality,
+           "quality_std": 0.01, "quality_metric": "sliced-w2", "gt_distance": dist, "gt_distance_std": std,
+           "gt_distance_metric": "sliced-w2-to-gt", "rmse_to_gt": rmse, "ms_per_sample": 0.1, "extra_params": 0,
+           "train_seconds": 1.0, "trained_params": trained}
+    if converged is not None:  # a trained row: how its training ended
+        row.update(train_steps=2000 if converged else 6000, converged=converged)
+    return row
 
 
-def _boss_setup(bellman_d6):
+def _boss_setup(bellman_d6, converged=(True, True, True, True)):
     raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     raw["boss"].update(n_fine=12, nfes=[4, 6], finetune_k=[4])
     raw["combos"]["k"] = 4
     params = parse_params(raw, ROOT)
     rows = [_row("euler", 4, 0.40, 0.30, 20.0, "baseline"), _row("euler", 6, 0.25, 0.20, 12.0, "baseline"),
             _row("bellman-euler", 4, 0.35, 0.25, 10.0), _row("bellman-euler", 6, 0.2, 0.15, bellman_d6),
-            _row("bellman-euler+ft-full", 4, 0.10, 0.05, 2.0, trained=1000),
-            _row("bellman-euler+ft-lora4", 4, 0.20, 0.10, 6.0, trained=40),
-            _row("uniform-reflow", 4, 0.12, 0.07, 3.0, "reflow"), _row("distill-4-reflow", 4, 0.08, 0.06, 1.5, "reflow")]
+            _row("bellman-euler+ft-full", 4, 0.10, 0.05, 2.0, trained=1000, converged=converged[0]),
+            _row("bellman-euler+ft-lora4", 4, 0.20, 0.10, 6.0, trained=40, converged=converged[1]),
+            _row("uniform-reflow", 4, 0.12, 0.07, 3.0, "reflow", converged=converged[2]),
+            _row("distill-4-reflow", 4, 0.08, 0.06, 1.5, "reflow", converged=converged[3])]
     grids = {"times": uniform_grid(12), "paths": {4: torch.tensor([0, 1, 5, 10, 12]), 6: torch.tensor([0, 2, 4, 7, 9, 11, 12])},
-             "dp_value": {4: 2.0, 6: 1.0}, "seconds": 0.5}
+             "dp_value": {4: 2.0, 6: 1.0}, "seconds": 0.5, "flops": 5e8}
     return pd.DataFrame(rows), params, grids
 
 
 def test_boss_verdicts_follow_the_rows():
     df, params, grids = _boss_setup(bellman_d6=8.0)
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0)}
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0, teacher_flops=1e11)}
     assert claims["bellman-beats-uniform"].verdict == "holds"            # closer to the teacher beyond the band at K = 4, 6
     assert claims["grid-shape"].verdict == "holds"                        # 1,4,5,2 and 2,2,3,2,2,1 steps: ends < max
     assert claims["dp-value-tracks-error"].verdict == "holds"
     assert claims["straightening-improves"].verdict == "holds"            # 10 -> 2
     assert claims["lora-close-to-full"].verdict == "does not hold"        # 6 > 1.25 x 2, beyond the band
     assert claims["beats-reflow"].verdict == "does not hold"              # distill-4 (1.5) beats BOSS (2.0)
-    assert claims["phase1-is-cheap"].verdict == "holds"                   # 0.5 s < 5 s
+    assert claims["phase1-is-cheap"].verdict == "holds"                   # 5e8 FLOPs < 5% of 1e11
     ours = claims["bellman-beats-uniform"].ours
     assert "K=4: to GT 20±0.2 → 10±0.2 (better); FID 0.4±0.01 → 0.35±0.01 (better)" in ours
     assert "4.0% of parameters" in claims["lora-close-to-full"].ours
@@ -92,10 +97,37 @@ def test_boss_verdicts_follow_the_rows():
 
 def test_boss_verdict_changes_with_the_numbers():
     df, params, grids = _boss_setup(bellman_d6=11.5)  # within the band of uniform (12 ± 0.2) at K = 6
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=5.0)}
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=5.0, teacher_flops=5e9)}
     assert claims["bellman-beats-uniform"].verdict == "partly holds" and "11.5±0.2 (within noise)" in claims[
         "bellman-beats-uniform"].ours
-    assert claims["phase1-is-cheap"].verdict == "does not hold"           # 0.5 s is 10 % of 5 s
+    assert claims["phase1-is-cheap"].verdict == "does not hold"           # 5e8 FLOPs are 10 % of 5e9
+    assert "wall time 0.50 s vs 5 s" in claims["phase1-is-cheap"].ours    # wall time beside, not judged
     missing = df[df["solver"] != "uniform-reflow"]
-    claims = {c.claim_id: c for c in boss_claims(missing, params, grids, "moons", teacher_seconds=5.0)}
+    claims = {c.claim_id: c for c in boss_claims(missing, params, grids, "moons", teacher_seconds=5.0, teacher_flops=5e9)}
     assert claims["beats-reflow"].verdict == "not run"                    # a baseline row is missing, not lost
+
+
+def test_a_negative_verdict_on_an_unconverged_finetune_is_inconclusive():
+    # LoRA stopped at its cap, still improving: "LoRA close to full" cannot fail on it
+    df, params, grids = _boss_setup(bellman_d6=8.0, converged=(True, False, True, True))
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0, teacher_flops=1e11)}
+    lora = claims["lora-close-to-full"]
+    assert lora.verdict == "inconclusive"
+    assert "bellman-euler+ft-lora4@4 stopped at its cap of 6000 steps, still improving" in lora.ours
+    assert "LoRA 6000 steps, cap, still improving, full 2000 steps, plateau" in lora.ours
+    # beats-reflow is stated at equal iterations: an unconverged reflow does not make it inconclusive, BOSS does
+    df, params, grids = _boss_setup(bellman_d6=8.0, converged=(True, True, False, False))
+    assert {c.claim_id: c for c in boss_claims(df, params, grids, "moons", 100.0, 1e11)}["beats-reflow"].verdict == \
+        "does not hold"
+    df, params, grids = _boss_setup(bellman_d6=8.0, converged=(False, True, True, True))
+    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", 100.0, 1e11)}
+    assert claims["beats-reflow"].verdict == "inconclusive"
+    assert claims["straightening-improves"].verdict == "holds"  # a positive verdict stands: the rows say how they trained
+
+
+def test_inconclusive_is_a_verdict_of_its_own():
+    claim = Claim("boss", "moons", "x", "c", "k", "-", "1 vs 2", "partly holds")
+    assert unless_converged(claim, []).verdict == "partly holds"
+    assert unless_converged(claim, ["a stopped at its cap"]).verdict == "inconclusive"
+    assert unless_converged(replace(claim, verdict="holds"), ["a stopped at its cap"]).verdict == "holds"
+    assert unless_converged(replace(claim, verdict="not run"), ["a stopped at its cap"]).verdict == "not run"

@@ -40,12 +40,14 @@ def test_weight_methods_skip_or_start_from_the_student(ring):
 
     params, _ = ring
     ctx = load_context(params, "ring")
-    assert finetune_rows(params, ctx, compute_grids(params, ctx), progress=False) == []
-    run = run_fgm(params, ctx, 0.0, 3, progress=False)
+    rows, curves = finetune_rows(params, ctx, compute_grids(params, ctx), progress=False)
+    assert rows == [] and curves.empty
+    run = run_fgm(params, ctx, 0.0, progress=False)
     assert run.init == "random" and sum(p.numel() for p in run.generator.parameters()) > 0
-    assert random_init_run(params, ctx, 0.0, [run]) is run  # the exact teacher's sweep already is the random arm
-    student, seconds = reflow_baseline(params, ctx, progress=False)
-    assert student(torch.randn(4, 2), torch.rand(4)).shape == (4, 2) and seconds > 0
+    assert run.curve[0][0] == 0 and run.steps <= params.fgm.train.steps and run.converged in (True, False)
+    assert random_init_run(params, ctx, run) is run  # the exact teacher's runs already are the random arm
+    student, seconds, result = reflow_baseline(params, ctx, run.steps, progress=False)
+    assert student(torch.randn(4, 2), torch.rand(4)).shape == (4, 2) and seconds > 0 and result.steps <= run.steps
     assert verdict([]) == "not run"
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from flowlib.claims import COLUMNS
 from flowlib.experiments.combos import gains_table
-from flowlib.leaderboard import best_within, candidates, leaderboard, leaderboard_markdown
+from flowlib.leaderboard import best_within, candidates, leaderboard, leaderboard_markdown, training_cost, training_table
 from flowlib.report import ReportError, require_results, stage_times
 from flowlib.scorecard import ScorecardError, overall, read_claims, scorecard, scorecard_markdown, summary
 
@@ -54,23 +54,30 @@ CLAIMS = pd.DataFrame([
     claim("boss", "a", "c3", "not run", "not run: no weights"), claim("boss", "b", "c3", "does not hold"),
     claim("fgm", "a", "big", "not run", "not run: needs SD3"), claim("fgm", "b", "big", "not run", "not run: needs SD3"),
     claim("fgm", "a", "c4", "partly holds"), claim("fgm", "b", "c4", "holds"),
+    claim("fgm", "a", "c5", "inconclusive", "x; inconclusive: fgm@1 stopped at its cap"), claim("fgm", "b", "c5", "holds"),
+    claim("fgm", "a", "c6", "inconclusive"), claim("fgm", "b", "c6", "not run", "not run: no weights"),
 ])
 
 
 def test_scorecard_verdicts_from_fixed_claim_rows():
     card = scorecard(CLAIMS).set_index("claim_id")
     assert card["verdict"].to_dict() == {"c1": "holds", "c2": "partly holds", "c3": "does not hold", "big": "not run",
-                                         "c4": "partly holds"}
+                                         "c4": "partly holds", "c5": "holds", "c6": "inconclusive"}
+    assert card.loc["c5", "reason"].startswith("inconclusive on a:")  # the teacher left inconclusive is named
     assert card.loc["big", "reason"] == "needs SD3" and card.loc["c3", "a"] == "not run"
     text = scorecard_markdown(card.reset_index())
     assert "[does not hold](claims/boss-b.md)" in text and "**not run** (needs SD3)" in text
     counts = summary(card.reset_index())
     assert counts.loc["BOSS", "holds"] == 1 and counts.loc["Flow Generator Matching", "not run"] == 1
+    assert counts.loc["Flow Generator Matching", "inconclusive"] == 1  # counted apart
+    assert "**holds** (inconclusive on a:" in text
 
 
 @pytest.mark.parametrize("verdicts, expected", [(["not run"], "not run"), (["holds", "not run"], "holds"),
                                                 (["does not hold", "does not hold"], "does not hold"),
-                                                (["holds", "partly holds"], "partly holds")])
+                                                (["holds", "partly holds"], "partly holds"),
+                                                (["inconclusive", "not run"], "inconclusive"),
+                                                (["inconclusive", "does not hold"], "does not hold")])
 def test_overall_verdict(verdicts, expected):
     assert overall(verdicts) == expected
 
@@ -101,3 +108,19 @@ def test_stage_times_from_papermill_metadata(tmp_path):
     (tmp_path / "02_boss-a.ipynb").write_text('{"cells": [], "metadata": {"papermill": {"duration": 12.34}}}')
     (tmp_path / "explore.ipynb").write_text('{"cells": [], "metadata": {}}')
     assert stage_times(tmp_path).to_dict("records") == [{"notebook": "02_boss-a", "seconds": 12.3}]
+
+
+def test_rows_say_how_they_were_trained_and_what_it_cost():
+    trained = pd.DataFrame([
+        row("adaptive", 200, 0.5, train_flops=1e12, train_seconds=50.0), row("euler", 4, 8.0),
+        row("bespoke-rk2", 4, 1.0, method="bespoke", train_steps=340, converged=True, best_step=240, train_flops=2e9),
+        row("fgm", 1, 3.0, method="fgm", train_steps=3000, converged=False, best_step=3000, train_flops=5e10),
+    ])
+    board = leaderboard(trained, budgets=(1, 4)).set_index("budget")
+    assert board.loc[4, "trained"] == "340 (plateau)" and board.loc[1, "trained"] == "3000 (cap)"
+    assert "train steps" in leaderboard_markdown(board.reset_index())
+    table = training_table(trained).set_index("sampler")
+    assert list(table.index) == ["bespoke:bespoke-rk2", "fgm:fgm"]  # training-free samplers have no training row
+    assert table.loc["fgm:fgm", "ended"] == "cap, still improving" and table.loc["bespoke:bespoke-rk2", "best step"] == 240
+    cost = training_cost(trained).set_index("method")
+    assert cost.loc["teacher", "train_flops"] == 1e12 and cost.loc["fgm", "train_flops"] == 5e10

@@ -14,17 +14,15 @@ states and the teacher's velocity there; `DenseTrajectories.at` reads any time b
 """
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..flow import TrainConfig, TrainingDivergedError, train
 from ..metrics import rmse
 from ..solvers.adaptive import solve_adaptive
 from ..solvers.bespoke import BASES, BespokeSolver
@@ -101,13 +99,17 @@ def bespoke_loss(solver: BespokeSolver, velocity: Velocity, gt: DenseTrajectorie
 
 @dataclass
 class BespokeResult:
-    """A trained solver (the best by validation RMSE), its history and its cost."""
+    """A trained solver (the best by validation RMSE), how its training ended, and its cost."""
 
     solver: BespokeSolver
     best_iteration: int
     best_val_rmse: float
     seconds: float
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, loss, val RMSE or NaN)
+    history: list[tuple[int, float]] = field(default_factory=list)      # (iteration, mean training loss)
+    val_history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, validation RMSE), from 0
+    steps: int = 0                                                      # iterations run
+    converged: bool | None = None                                       # plateau before the cap
+    flops: float = 0.0                                                  # training cost (validations included)
 
 
 def validation_rmse(solver: BespokeSolver, velocity: Velocity, noise: Tensor, target: Tensor) -> float:
@@ -128,11 +130,15 @@ def train_bespoke(
     lr: float,
     l_tau: float = 1.0,
     val_every: int = 25,
+    patience: int = 5,
+    rel_tol: float = 0.01,
     seed: int = 0,
     progress: bool = True,
 ) -> BespokeResult:
-    """Adam on the parallel bound with minibatches from the ground-truth pool `gt`; every `val_every` iterations
-    the RMSE on held-out `val_noise` is measured and the best solver so far kept (the paper's tables pick by FID).
+    """Adam on the parallel bound with minibatches from the ground-truth pool `gt`, on flowlib's shared trainer and
+    its stopping rule: every `val_every` iterations the RMSE on held-out `val_noise` is measured, the best solver so far
+    kept (the paper's tables pick by FID), and training stops at the validation plateau (`patience` checks without a
+    relative gain of `rel_tol`) or at the cap of `iterations`.
 
     The network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
     """
@@ -142,40 +148,34 @@ def train_bespoke(
     flags = [p.requires_grad for p in weights]
     for p in weights:
         p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(solver.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-6)
-    best = (validation_rmse(solver, velocity, val_noise, val_target), 0, copy.deepcopy(solver.state_dict()))
-    history: list[tuple[int, float, float]] = [(0, float("nan"), best[0])]
-    start = time.perf_counter()
+    # Adam (AdamW without decay), no warmup, no clipping, raw weights (no EMA): the solver has a few dozen numbers
+    config = TrainConfig(steps=iterations, lr=lr, warmup=0, grad_clip=1e9, ema_decay=0.0, seed=seed, log_every=1,
+                         ckpt_every=iterations, val_every=val_every, patience=patience, rel_tol=rel_tol)
+
+    def loss_fn(net: nn.Module, gen: torch.Generator) -> Tensor:
+        return bespoke_loss(net, velocity, gt, torch.randint(len(gt), (batch_size,), generator=gen), l_tau)
+
+    desc = f"{solver.name} n={solver.n}"
     try:
-        for it in tqdm(range(1, iterations + 1), desc=f"{solver.name} n={solver.n}", disable=not progress, leave=False):
-            idx = torch.randint(len(gt), (batch_size,), generator=gen)
-            loss = bespoke_loss(solver, velocity, gt, idx, l_tau)
-            if not torch.isfinite(loss):
-                raise BespokeTrainingError(f"{solver.name} n={solver.n}: the loss became {loss.item()} at iteration {it}; "
-                                           "lower bespoke.lr or check the teacher for NaNs.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            val = float("nan")
-            if it % val_every == 0 or it == iterations:
-                val = validation_rmse(solver, velocity, val_noise, val_target)
-                if val < best[0]:
-                    best = (val, it, copy.deepcopy(solver.state_dict()))
-            history.append((it, loss.item(), val))
+        result = train(solver, loss_fn, config, progress=progress, desc=desc,
+                       validate=lambda s: validation_rmse(s, velocity, val_noise, val_target))
+    except TrainingDivergedError as exc:
+        raise BespokeTrainingError(f"{exc} For Bespoke: lower bespoke.lr or check the teacher for NaNs.") from None
     finally:
         for p, flag in zip(weights, flags):
             p.requires_grad_(flag)
-    seconds = time.perf_counter() - start
-    solver.load_state_dict(best[2])
-    return BespokeResult(solver, best[1], best[0], seconds, history)
+    solver.load_state_dict(result.ema_model.state_dict())
+    return BespokeResult(solver, result.best_step, result.best_value, result.seconds, result.history, result.val_history,
+                         result.steps, result.converged, result.flops)
 
 
 def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", *, val_fraction: float = 0.25,
-                grid: int = 101, iterations: int = 100, batch_size: int = 16, lr: float = 1e-2, seed: int = 0,
-                progress: bool = True) -> BespokeResult:
+                grid: int = 101, iterations: int = 1000, batch_size: int = 16, lr: float = 1e-2, val_every: int = 25,
+                patience: int = 4, rel_tol: float = 0.01, seed: int = 0, progress: bool = True) -> BespokeResult:
     """A Bespoke solver for any velocity field in one call: solve the field's ground truth densely from `noise`
-    (the last `val_fraction` of it held out for choosing the checkpoint), then train the solver on it.
+    (the last `val_fraction` of it held out for choosing the checkpoint and for the stopping rule), then train the
+    solver on it until its validation RMSE plateaus (`patience` checks, every `val_every` iterations, without a
+    relative gain of `rel_tol`) or `iterations` run out.
 
     >>> from flowlib.models import ring_mixture
     >>> noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
@@ -192,7 +192,8 @@ def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", 
     target = dense_ground_truth(velocity, noise[-n_val:], 2).endpoints
     return train_bespoke(BespokeSolver(base, nfe // BASES[base]), velocity, pool, noise[-n_val:], target,
                          iterations=iterations, batch_size=min(batch_size, len(pool)), lr=lr,
-                         val_every=max(1, iterations // 5), seed=seed, progress=progress)
+                         val_every=min(val_every, iterations), patience=patience, rel_tol=rel_tol, seed=seed,
+                         progress=progress)
 
 
 # ------------------------------------------------------------------------------------------ persistence

@@ -9,6 +9,7 @@ gets its own finetune.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -68,13 +69,15 @@ def straighten(
     lora_alpha: float = 1.0,
     start: nn.Module | None = None,
     progress: bool = True,
+    validate: Callable[[nn.Module], float] | None = None,
 ) -> tuple[nn.Module, TrainResult, int]:
     """Finetune a copy of `teacher` (all weights, or rank-`lora_rank` LoRA) on `pairs`.
 
     The student starts from the given teacher weights (flowlib passes the EMA teacher; the official code starts
     from the raw weights). Returns the EMA student as a plain network (LoRA merged), the training result, and the
     number of trained parameters. `start`: the network to finetune instead of a copy of the teacher (needed when the
-    teacher is a field without weights).
+    teacher is a field without weights). `validate(student) -> score` (lower is better, e.g. the RMSE of Euler on the
+    Bellman grid to the ground truth of held-out noise) drives the trainer's stopping rule (`config.val_every`).
     """
     student = trainable_copy(teacher, start)
     if lora_rank is not None:
@@ -86,6 +89,6 @@ def straighten(
         return straightening_loss(net, pairs, batch_size, generator)
 
     desc = f"boss-{'lora' + str(lora_rank) if lora_rank else 'full'}"
-    result = train(student, loss_fn, config, progress=progress, desc=desc)
+    result = train(student, loss_fn, config, progress=progress, desc=desc, validate=validate)
     final = merge_lora(result.ema_model) if lora_rank is not None else result.ema_model
     return final.eval().requires_grad_(False), result, trained

@@ -157,13 +157,15 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
               config: TrainConfig, online_lr: float | None = None, l1_weight: float = 0.0,
               online: nn.Module | None = None, ckpt_dir: Any = None, *, run_config: dict | None = None,
               progress: bool = True, callback: Callable[[int, nn.Module], None] | None = None,
+              validate: Callable[[nn.Module], float] | None = None,
               ) -> tuple[TrainResult, list[tuple[int, float]]]:
     """Train `generator` by FGM against the frozen `teacher` (a network or any velocity callable); the online model
     starts as a copy of the teacher, or of `online` (required when the teacher has no weights). Returns the trainer's
     result (generator, its EMA, loss history) and the online loss history.
 
     Data-free: the only inputs are Gaussian noise draws. Adam with β = (0, 0.999) for both players (as SiD and
-    the public FGM-style code use), the generator's schedule and EMA from `config`.
+    the public FGM-style code use), the generator's schedule and EMA from `config`. `validate(generator) -> score` (lower
+    is better, e.g. the distance of its samples to the teacher's distribution) drives the trainer's stopping rule.
     """
     if isinstance(teacher, nn.Module):
         teacher = teacher.eval().requires_grad_(False)
@@ -178,7 +180,7 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
 
     result = train(generator, loss_fn, config, ckpt_dir,
                    run_config={"fgm": True, "l1_weight": l1_weight, "t_star": generator.t_star, **(run_config or {})},
-                   progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback,
+                   progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback, validate=validate,
                    companions={"online": online, "online_optimizer": optimizer, "online_log": log})
     return result, log.history
 

@@ -37,18 +37,33 @@ def refiner_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_max: f
     return (v + refiner(x_next, t + delta, v) - target).pow(2).mean()
 
 
+def refiner_val_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_max: float, seed: int = 0,
+                     chunks: int = 8) -> float:
+    """The refiner's loss on held-out data `x1`, split into `chunks` batches each with its own Δ, all noise, times and
+    Δ drawn from `seed`: the same draws at every call, so scores are comparable across training steps."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        losses = [float(refiner_loss(refiner, teacher, part, delta_max, generator)) for part in x1.chunk(chunks)]
+    return sum(losses) / len(losses)
+
+
 def train_refiner(teacher: Velocity, refiner: nn.Module, sample_batch: Callable[[int, torch.Generator], Tensor],
                   batch_size: int, delta_max: float, config: TrainConfig, ckpt_dir: str | Path | None = None, *,
-                  run_config: dict | None = None, progress: bool = True) -> TrainResult:
-    """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `sample_batch(n, generator)`."""
+                  run_config: dict | None = None, progress: bool = True, heldout: Tensor | None = None) -> TrainResult:
+    """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `sample_batch(n, generator)`.
+
+    With `heldout` data and `config.val_every`, training stops at the plateau of `refiner_val_loss` on it (or at the
+    cap `config.steps`) and the best EMA refiner is returned."""
     if not 0.0 < delta_max <= 1.0:
         raise ValueError(f"delta_max must lie in (0, 1], got {delta_max} (the paper uses 0.12).")
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return refiner_loss(net, teacher, sample_batch(batch_size, generator), delta_max, generator)
 
+    validate = None if heldout is None else (lambda r: refiner_val_loss(r, teacher, heldout, delta_max))
     return train(refiner, loss_fn, config, ckpt_dir, run_config={"delta_max": delta_max, "batch": batch_size,
-                                                                **(run_config or {})}, progress=progress, desc="refiner")
+                                                                **(run_config or {})}, progress=progress, desc="refiner",
+                 validate=validate)
 
 
 def save_refiner(path: str | Path, refiner: VelocityRefiner, config: dict[str, Any], **meta: Any) -> None:

@@ -5,6 +5,8 @@ regress v(x_t, t) onto x1_hat - z with x_t = (1 - t) z + t x1_hat, under the sam
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -31,12 +33,15 @@ def reflow_loss(net: nn.Module, z: Tensor, x1: Tensor, batch_size: int, generato
 
 def reflow(teacher: nn.Module, z: Tensor, x1: Tensor, config: TrainConfig, batch_size: int, *,
            k: int | None = None, eps: float = 1e-3, start: nn.Module | None = None,
-           progress: bool = True) -> tuple[nn.Module, TrainResult]:
-    """Finetune a copy of `teacher` (or of `start`) on the coupling; returns the EMA student and the training result."""
+           progress: bool = True, validate: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, TrainResult]:
+    """Finetune a copy of `teacher` (or of `start`) on the coupling; returns the EMA student and the training result.
+
+    `validate(student) -> score` (lower is better) drives the trainer's stopping rule (`config.val_every`)."""
     student = trainable_copy(teacher, start)
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return reflow_loss(net, z, x1, batch_size, generator, k, eps)
 
-    result = train(student, loss_fn, config, progress=progress, desc="uniform-reflow" if k is None else f"distill-{k}-reflow")
+    result = train(student, loss_fn, config, progress=progress, desc="uniform-reflow" if k is None else f"distill-{k}-reflow",
+                   validate=validate)
     return result.ema_model.eval().requires_grad_(False), result

@@ -21,7 +21,7 @@ from ..config import Params
 from ..flow import load_velocity_model
 from ..solvers.bespoke import BespokeSampler
 from ..solvers.flowturbo import FlowTurboSampler
-from .common import TeacherContext, rebuild_hint
+from .common import TeacherContext, rebuild_hint, validation_curve
 
 BOSS_SOLVER = "bellman-euler+ft-full"
 GAINS = {"better": "adds up", "within noise": "no gain over the best part", "worse": "worse than the best part"}
@@ -43,8 +43,9 @@ def flowturbo_schedule(k: int) -> str:
     return f"H1P{k - 2}"
 
 
-def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
-    """Both combinations on the BOSS network at K = `combos.k`, as result rows (method names the combination)."""
+def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Both combinations on the BOSS network at K = `combos.k`, as result rows (method names the combination), and the
+    validation curve of the Bespoke solver trained on it (`validation_curve`)."""
     from .bespoke import ground_truth_pool, train_solvers  # the Bespoke stage's own steps, pointed at the BOSS net
 
     cp, k = params.combos, params.combos.k
@@ -59,12 +60,13 @@ def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> li
     sampler = BespokeSampler(net, res.solver, name="boss+bespoke-rk2")
     row = ctx.evaluate(sampler, method="boss+bespoke", extra_params=res.solver.num_parameters(),
                        train_seconds=res.seconds + gt["seconds"], timing_repeats=params.eval.timing_repeats)
-    rows.append({**row, "parts": f"{BOSS_SOLVER};bespoke-rk2", "boss_k": k})
+    rows.append({**row, "parts": f"{BOSS_SOLVER};bespoke-rk2", "boss_k": k, "train_steps": res.steps,
+                 "converged": res.converged, "best_step": res.best_iteration, "train_flops": res.flops + gt["flops"]})
     schedule = flowturbo_schedule(k)
     row = ctx.evaluate(FlowTurboSampler(net, schedule, name=f"boss+{schedule}"), method="boss+flowturbo",
                        timing_repeats=params.eval.timing_repeats)
     rows.append({**row, "parts": f"{BOSS_SOLVER};{schedule}", "boss_k": k})
-    return rows
+    return rows, validation_curve(res.val_history, f"boss+bespoke-rk2@{k}", "validation RMSE")
 
 
 def gains_table(df: pd.DataFrame, sigmas: float = 2.0) -> pd.DataFrame:

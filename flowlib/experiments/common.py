@@ -18,7 +18,7 @@ from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import Dataset, digits_labels, exact_mixture, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
-from ..flow import load_velocity_model, save_velocity_model, train_teacher
+from ..flow import TrainResult, load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
     FID,
     ClassifierFeatures,
@@ -37,6 +37,7 @@ from ..solvers import AdaptiveSampler, ODESampler, Sampler
 from ..solvers.fixed_grid import get_tableau
 
 PAIRED_SAMPLES = 1000  # evaluation noises behind the paired RMSE comparisons of the claims
+TEACHER_VAL = 2048     # held-out points behind the teacher's validation loss (all of them for digits: 599)
 
 
 # ------------------------------------------------------------------------------------------- locations
@@ -140,21 +141,34 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     if tp.exact:
         model = exact_mixture(tp.dataset)
         info = {"teacher": name, "dataset": tp.dataset, "params": 0, "train_seconds": 0.0, "steps": 0,
-                "final_loss": None, "resumed_from": None}
+                "final_loss": None, "resumed_from": None, "train_flops": 0.0, "converged": None}
         save_velocity_model(teacher_dir(params, name) / "teacher.pt", model, model.config(), dataset.shape, **info)
-        write_json(teacher_dir(params, name) / "meta.json", {**info, "history": [], **run_metadata()})
-        return {**info, "history": []}
+        write_json(teacher_dir(params, name) / "meta.json", {**info, "history": [], "val_history": [], **run_metadata()})
+        return {**info, "history": [], "val_history": []}
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(tp.model_dict, dataset.shape)
     out = teacher_dir(params, name)
     result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
-                           run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size}, progress=progress)
+                           run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
+                           progress=progress, heldout=dataset.heldout[:TEACHER_VAL])
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
-            "steps": tp.train.steps, "final_loss": result.history[-1][1] if result.history else None,
-            "resumed_from": result.resumed_from}
+            "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,
+            "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged}
     save_velocity_model(out / "teacher.pt", result.ema_model, tp.model_dict, dataset.shape, **info)
-    write_json(out / "meta.json", {**info, "history": result.history, **run_metadata()})
-    return {**info, "history": result.history}
+    write_json(out / "meta.json", {**info, "history": result.history, "val_history": result.val_history, **run_metadata()})
+    return {**info, "history": result.history, "val_history": result.val_history}
+
+
+def training_columns(result: TrainResult) -> dict[str, Any]:
+    """How a row's learned component was trained, as result-table columns: steps taken, whether the validation
+    plateau came before the cap (`converged`), the best validation step, and the training cost in FLOPs."""
+    return {"train_steps": int(result.steps), "converged": result.converged, "best_step": int(result.best_step),
+            "train_flops": float(result.flops)}
+
+
+def validation_curve(history: list[tuple[int, float]], run: str, curve: str) -> pd.DataFrame:
+    """A run's validation scores as the long table `flowlib.plots.plot_training_curves` draws (step, value, run, curve)."""
+    return pd.DataFrame(history, columns=["step", "value"]).assign(run=run, curve=curve)
 
 
 def load_teacher(params: Params, name: str) -> nn.Module:
@@ -206,12 +220,17 @@ class TeacherContext:
     train_seconds: float
     reference: TeacherReference
     bootstrap: int = 0
+    train_flops: float = 0.0
+    timing_repeats: int = 5
+    latency_batch: int = 256
 
-    def evaluate(self, sampler, *, method: str, timing_repeats: int = 1, **kw: Any) -> dict[str, Any]:
-        """`flowlib.evaluate.evaluate` on this teacher's noise, metric, ground truth and reference."""
+    def evaluate(self, sampler, *, method: str, timing_repeats: int | None = None, **kw: Any) -> dict[str, Any]:
+        """`flowlib.evaluate.evaluate` on this teacher's noise, metric, ground truth and reference; latency as
+        `eval.timing_repeats` runs at batch `eval.latency_batch` (the same for every row of every stage)."""
         return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
                         method=method, ground_truth=self.ground_truth, reference=self.reference,
-                        bootstrap=self.bootstrap, timing_repeats=timing_repeats, **kw)
+                        bootstrap=self.bootstrap, timing_repeats=timing_repeats or self.timing_repeats,
+                        latency_batch=self.latency_batch, **kw)
 
     def paired_rmse(self, ours: Sampler, theirs: Sampler, sigmas: float, n: int = PAIRED_SAMPLES) -> str:
         """`compare_paired` of two samplers' per-sample RMSE to the ground truth on the first `n` evaluation noises."""
@@ -236,7 +255,8 @@ def load_context(params: Params, name: str) -> TeacherContext:
     extractor = feature_extractor(params, dataset) if dataset.is_image else None  # built once, used by both metrics
     reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"], extractor), ref["noise"], ref["floor"])
     return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"], gt["samples"],
-                          int(gt["nfe"]), float(meta["train_seconds"]), reference, params.eval.bootstrap)
+                          int(gt["nfe"]), float(meta["train_seconds"]), reference, params.eval.bootstrap,
+                          float(meta.get("train_flops", 0.0)), params.eval.timing_repeats, params.eval.latency_batch)
 
 
 def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
@@ -248,7 +268,8 @@ def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) ->
         rows.append(ctx.evaluate(sampler, method="baseline", timing_repeats=params.eval.timing_repeats))
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
     # the floor row; it stands for the teacher itself, so it carries the teacher's training time
-    rows.append(ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor, train_seconds=ctx.train_seconds))
+    row = ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor, train_seconds=ctx.train_seconds)
+    rows.append({**row, "train_flops": ctx.train_flops})
     return rows
 
 

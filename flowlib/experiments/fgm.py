@@ -15,14 +15,14 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..claims import EXACT_TEACHER, Claim, compare, not_run, untestable, verdict
+from ..claims import EXACT_TEACHER, Claim, compare, not_run, unconverged, unless_converged, untestable, verdict
 from ..config import Params
 from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, train_fgm
 from ..distill.reflow import reflow
 from ..evaluate import lookup, with_band
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
-from .common import TeacherContext
+from .common import TeacherContext, training_columns, validation_curve
 
 TEACHER_NFES = (1, 2, 4, 8)  # the teacher's few-step samplers FGM is set against
 
@@ -51,32 +51,47 @@ def val_distance(ctx: TeacherContext, generator: nn.Module, noise: Tensor) -> fl
 
 @dataclass
 class FGMRun:
-    """One trained generator and how it got there."""
+    """One generator trained to its validation plateau (or its cap), and how it got there."""
 
     label: str
     t_star: float
     init: str                      # "teacher" | "random"
-    steps: int
-    generator: nn.Module           # EMA weights
+    l1_weight: float               # λ in λ L1 + L2
+    generator: nn.Module           # EMA weights at the best validation distance
     seconds: float
+    steps: int                     # generator steps taken
+    converged: bool | None         # plateau before the cap
+    best_step: int
+    flops: float
     history: list = field(default_factory=list)         # generator loss (its value is not progress)
     online_history: list = field(default_factory=list)  # online model's flow-matching loss
-    curve: list = field(default_factory=list)           # (step, validation distance)
+    curve: list = field(default_factory=list)           # (step, validation distance), from step 0
 
     @property
     def val_distance(self) -> float:
-        return self.curve[-1][1] if self.curve else math.nan
+        """The validation distance of the kept (best) checkpoint."""
+        return min((v for _, v in self.curve), default=math.nan)
+
+    def training(self) -> dict[str, Any]:
+        """The training columns of its result rows (as `common.training_columns`)."""
+        return {"train_steps": self.steps, "converged": self.converged, "best_step": self.best_step,
+                "train_flops": self.flops}
+
+    def describe(self) -> str:
+        return f"{self.steps} steps, " + ("plateau" if self.converged else "cap, still improving")
 
 
-def run_fgm(params: Params, ctx: TeacherContext, t_star: float, steps: int, init: str = "teacher",
+def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "teacher", l1_weight: float | None = None,
             val_noise: Tensor | None = None, progress: bool = True) -> FGMRun:
-    """Train one generator for `steps` steps at `t_star` from the teacher (or random) weights, and save it.
+    """Train one generator at `t_star` from the teacher (or random) weights until its validation distance (to the
+    teacher's distribution, on `fgm.n_val` held-out noises) plateaus, or `fgm.train.steps` run out; save it.
 
     An exact teacher has no weights: its generator and online model start from random `student` networks."""
     fp, tp = params.fgm, params.teacher(ctx.name)
     if tp.exact:
         init = "random"
-    label = f"fgm-t{t_star:g}-{init}-{steps}"
+    l1_weight = fp.l1_weights[0] if l1_weight is None else l1_weight
+    label = f"fgm-t{t_star:g}-{init}-l{l1_weight:g}"
     if init == "teacher":
         generator = OneStepGenerator.from_teacher(ctx.model, t_star)
     elif init == "random":
@@ -84,20 +99,16 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, steps: int, init
     else:
         raise ValueError(f"init must be 'teacher' or 'random', got {init!r}.")
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
-    curve = [(0, val_distance(ctx, generator, val_noise))]
-
-    def monitor(step: int, ema: nn.Module) -> None:
-        if step % fp.monitor_every == 0 or step == steps:
-            curve.append((step, val_distance(ctx, ema, val_noise)))
-
-    config = fp.train.model_copy(update={"steps": steps, "log_every": fp.monitor_every, "ckpt_every": steps})
-    result, online = train_fgm(ctx.model, generator, ctx.dataset.shape, fp.batch_size, config, online_lr=fp.online_lr,
-                               l1_weight=fp.l1_weight, online=student_start(params, ctx),
+    result, online = train_fgm(ctx.model, generator, ctx.dataset.shape, fp.batch_size, fp.train, online_lr=fp.online_lr,
+                               l1_weight=l1_weight, online=student_start(params, ctx),
                                ckpt_dir=fgm_dir(params, ctx.name) / label,
-                               run_config={"teacher": ctx.name, "init": init}, progress=progress, callback=monitor)
+                               run_config={"teacher": ctx.name, "init": init}, progress=progress,
+                               validate=lambda g: val_distance(ctx, g, val_noise))
     save_generator(fgm_dir(params, ctx.name) / f"{label}.pt", result.ema_model, tp.student_dict,
-                   ctx.dataset.shape, teacher=ctx.name, steps=steps, init=init, seconds=result.seconds)
-    return FGMRun(label, t_star, init, steps, result.ema_model, result.seconds, result.history, online, curve)
+                   ctx.dataset.shape, teacher=ctx.name, steps=result.steps, init=init, seconds=result.seconds,
+                   converged=result.converged, l1_weight=l1_weight, val_distance=result.best_value)
+    return FGMRun(label, t_star, init, l1_weight, result.ema_model, result.seconds, result.steps, result.converged,
+                  result.best_step, result.flops, result.history, online, result.val_history)
 
 
 def seeded_student(params: Params, ctx: TeacherContext, seed: int) -> nn.Module:
@@ -111,61 +122,107 @@ def student_start(params: Params, ctx: TeacherContext) -> nn.Module | None:
     return seeded_student(params, ctx, params.fgm.seed + 2) if params.teacher(ctx.name).exact else None
 
 
-def random_init_run(params: Params, ctx: TeacherContext, t_star: float, sweep: list[FGMRun]) -> FGMRun:
-    """The random-initialisation arm at the headline t* (an exact teacher's sweep already is one: reused)."""
+def random_init_run(params: Params, ctx: TeacherContext, headline: FGMRun) -> FGMRun:
+    """The random-initialisation arm at the headline's t* and λ (an exact teacher's runs already are: reused)."""
     if params.teacher(ctx.name).exact:
-        return next(r for r in sweep if r.t_star == t_star)
-    return run_fgm(params, ctx, t_star, params.fgm.sweep_steps, init="random")
+        return headline
+    return run_fgm(params, ctx, headline.t_star, init="random", l1_weight=headline.l1_weight)
 
 
 def t_star_sweep(params: Params, ctx: TeacherContext, progress: bool = True) -> list[FGMRun]:
-    """Each t* of `fgm.t_stars`, trained `fgm.sweep_steps` steps from the teacher."""
+    """Each t* of `fgm.t_stars` from the teacher, at the first λ of `fgm.l1_weights`, each to its plateau."""
     noise = validation_noise(params, ctx)
-    return [run_fgm(params, ctx, t, params.fgm.sweep_steps, val_noise=noise, progress=progress) for t in params.fgm.t_stars]
+    return [run_fgm(params, ctx, t, val_noise=noise, progress=progress) for t in params.fgm.t_stars]
 
 
-def best_t_star(runs: list[FGMRun]) -> float:
-    """The t* whose sweep run ends nearest the teacher's distribution on the validation noise."""
-    return min(runs, key=lambda r: r.val_distance).t_star
+def best_run(runs: list[FGMRun]) -> FGMRun:
+    """The run whose kept checkpoint is nearest the teacher's distribution on the validation noise."""
+    return min(runs, key=lambda r: r.val_distance)
 
 
-def reflow_baseline(params: Params, ctx: TeacherContext, progress: bool = True) -> tuple[nn.Module, float]:
+def l1_ablation(params: Params, ctx: TeacherContext, sweep: list[FGMRun], progress: bool = True) -> list[FGMRun]:
+    """The λ L1 + L2 ablation at the sweep's best t*: that run (the first λ) and one run per further λ of
+    `fgm.l1_weights`, each to its plateau. The headline recipe is `best_run` of these, chosen on validation."""
+    best = best_run(sweep)
+    noise = validation_noise(params, ctx)
+    return [best, *(run_fgm(params, ctx, best.t_star, l1_weight=lam, val_noise=noise, progress=progress)
+                    for lam in params.fgm.l1_weights[1:])]
+
+
+def reflow_baseline(params: Params, ctx: TeacherContext, steps: int, progress: bool = True) -> tuple[nn.Module, float, Any]:
     """Distill-1-Reflow (BOSS's reflow distiller at k = 1): regress v(z, ε) onto x1 − z on `fgm.n_pairs` (noise,
-    ground-truth teacher sample) pairs, under FGM's headline budget (steps, batch, lr). Returns (student, seconds)."""
+    ground-truth teacher sample) pairs, with FGM's batch and lr, at equal iterations: at most the `steps` of FGM's
+    headline run (it stops earlier only at its own plateau of the same validation distance). Returns (student, seconds
+    including the pairs' ground truth, the training result)."""
     fp, ev = params.fgm, params.eval
     z = torch.randn(fp.n_pairs, *ctx.dataset.shape, generator=torch.Generator().manual_seed(fp.seed + 1))
     start = time.perf_counter()
     x1 = AdaptiveSampler(ctx.model, ev.gt_rtol, ev.gt_atol)(z)
     pairs_seconds = time.perf_counter() - start
-    student, result = reflow(ctx.model, z, x1, fp.train, fp.batch_size, k=1, eps=params.boss.reflow_eps,
-                             start=student_start(params, ctx), progress=progress)
-    return student, result.seconds + pairs_seconds
+    noise = validation_noise(params, ctx)
+    config = fp.train.model_copy(update={"steps": steps})
+    student, result = reflow(ctx.model, z, x1, config, fp.batch_size, k=1, eps=params.boss.reflow_eps,
+                             start=student_start(params, ctx), progress=progress,
+                             validate=lambda m: float(ctx.reference.metric(ODESampler(m, [0.0, 1.0], "euler")(noise))))
+    return student, result.seconds + pairs_seconds, result
 
 
 # ------------------------------------------------------------------------------------------------- rows
-def fgm_rows(params: Params, ctx: TeacherContext, sweep: list[FGMRun], headline: FGMRun, random_run: FGMRun,
-             reflow_student: nn.Module, reflow_seconds: float) -> list[dict[str, Any]]:
-    """Result rows at 1 NFE: every sweep run, the headline run (`fgm`), the random-init run and the reflow student."""
-    rows = []
-    for run, solver in [*((r, f"fgm-t{r.t_star:g}-sweep") for r in sweep), (headline, "fgm"), (random_run, "fgm-random-init")]:
-        row = ctx.evaluate(GeneratorSampler(run.generator, solver), method="fgm", train_seconds=run.seconds,
-                           timing_repeats=params.eval.timing_repeats)
-        rows.append({**row, "t_star": run.t_star, "steps": run.steps, "init": run.init, "val_distance": run.val_distance,
-                     "headline": run is headline})
+def fgm_rows(params: Params, ctx: TeacherContext, sweep: list[FGMRun], ablation: list[FGMRun], headline: FGMRun,
+             random_run: FGMRun, reflow_student: nn.Module, reflow_seconds: float, reflow_result: Any) -> list[dict[str, Any]]:
+    """Result rows at 1 NFE: the t* sweep (`fgm-t<t*>-sweep`), the λ ablation at the best t* (`fgm-l1-<λ>`), the
+    random-init run, the headline run again as `fgm`, and the reflow student. A run listed twice is evaluated once."""
+    rows, seen = [], {}
+    named = [*((r, f"fgm-t{r.t_star:g}-sweep") for r in sweep), *((r, f"fgm-l1-{r.l1_weight:g}") for r in ablation),
+             (random_run, "fgm-random-init")]
+    for run, solver in named:
+        if id(run) not in seen:
+            seen[id(run)] = ctx.evaluate(GeneratorSampler(run.generator, solver), method="fgm", train_seconds=run.seconds,
+                                         timing_repeats=params.eval.timing_repeats)
+        rows.append({**seen[id(run)], "solver": solver, "t_star": run.t_star, "init": run.init,
+                     "l1_weight": run.l1_weight, "val_distance": run.val_distance, "headline": False, **run.training()})
+    rows.append({**seen[id(headline)], "solver": "fgm", "t_star": headline.t_star, "init": headline.init,
+                 "l1_weight": headline.l1_weight, "val_distance": headline.val_distance, "headline": True,
+                 **headline.training()})
     sampler = ODESampler(reflow_student, [0.0, 1.0], "euler", name="distill-1-reflow")
     row = ctx.evaluate(sampler, method="reflow", train_seconds=reflow_seconds, timing_repeats=params.eval.timing_repeats)
-    rows.append({**row, "steps": params.fgm.train.steps})
+    rows.append({**row, **training_columns(reflow_result)})
     return rows
 
 
 def curves(runs: list[FGMRun]) -> pd.DataFrame:
     """Long table of the validation distance and the online loss against step, per run (the training figure)."""
     frames = []
-    for run in runs:
-        name = f"t*={run.t_star:g}, {run.init} init, {run.steps} steps"
-        frames.append(pd.DataFrame(run.curve, columns=["step", "value"]).assign(run=name, curve="validation distance"))
-        frames.append(pd.DataFrame(run.online_history, columns=["step", "value"]).assign(run=name, curve="online FM loss"))
+    for run in {id(r): r for r in runs}.values():  # a run listed twice (the best sweep run is in the ablation) once
+        name = f"t*={run.t_star:g}, {run.init} init, λ={run.l1_weight:g}"
+        frames.append(validation_curve(run.curve, name, "validation distance"))
+        frames.append(validation_curve(run.online_history, name, "online FM loss"))
     return pd.concat(frames, ignore_index=True)
+
+
+def ablation_sentence(df: pd.DataFrame, sigmas: float = 2.0) -> str:
+    """The λ ablation in one sentence, from the result rows `fgm-l1-<λ>` (distance to the teacher's distribution on the
+    evaluation noises, compared beyond the noise band)."""
+    rows = df[df["solver"].astype(str).str.startswith("fgm-l1-")].sort_values("l1_weight")
+    if len(rows) < 2:
+        return "Only one λ was run (`fgm.l1_weights`), so there is no ablation."
+    base = rows.iloc[0]
+    parts = []
+    for r in rows.iloc[1:].itertuples():
+        outcome = compare(r.gt_distance, base["gt_distance"], r.gt_distance_std, base["gt_distance_std"], sigmas)
+        parts.append(f"λ = {r.l1_weight:g} reaches {r.gt_distance:.3g} ± {r.gt_distance_std:.2g} from the teacher's "
+                     f"distribution after {r.train_steps:.0f} steps ({outcome} against λ = {base['l1_weight']:g}: "
+                     f"{base['gt_distance']:.3g} ± {base['gt_distance_std']:.2g} after {base['train_steps']:.0f} steps)")
+    chosen = df.loc[df["solver"] == "fgm", "l1_weight"]
+    return "; ".join(parts) + (f". The headline recipe, chosen on validation noise, uses λ = {chosen.iloc[0]:g}."
+                               if len(chosen) else ".")
+
+
+def ablation_table(runs: list[FGMRun], headline: FGMRun) -> pd.DataFrame:
+    """The λ ablation in one table: per λ its validation distance, steps, plateau and whether it is the headline."""
+    return pd.DataFrame([{"λ": r.l1_weight, "t*": r.t_star, "validation distance": r.val_distance, "steps": r.steps,
+                          "converged": r.converged, "best step": r.best_step, "seconds": r.seconds,
+                          "headline": r is headline} for r in runs])
 
 
 def comparison_rows(fgm: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -176,20 +233,26 @@ def comparison_rows(fgm: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def _steps_to_reach(curve: list[tuple[int, float]], target: float) -> float:
-    """First monitored step at which a validation curve is at or below `target` (NaN if never)."""
-    return next((float(s) for s, v in curve if v <= target), math.nan)
+PLATEAU_MARGIN = 0.10  # "teacher-init-faster": a run has arrived once within 10% of its own plateau value
 
 
-def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, t_star: float, teacher_run: FGMRun,
-               random_run: FGMRun) -> list[Claim]:
-    """The paper's claims with this run's numbers and a computed verdict (`df`: baselines and FGM rows)."""
+def steps_to_plateau(curve: list[tuple[int, float]], margin: float = PLATEAU_MARGIN) -> float:
+    """First validated step at which a curve is within `margin` (relative) of its own best value (NaN if empty)."""
+    best = min((v for _, v in curve), default=math.nan)
+    return next((float(s) for s, v in curve if v <= best * (1 + margin)), math.nan)
+
+
+def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, headline_run: FGMRun, random_run: FGMRun) -> list[Claim]:
+    """The paper's claims with this run's numbers and a computed verdict (`df`: baselines and FGM rows). A negative
+    verdict resting on a generator that stopped at its cap, still improving, is `inconclusive`."""
     sigmas = params.eval.band_sigmas
     claim = partial(Claim, "fgm", teacher)
     d = lambda s, k=None: lookup(df, s, k, "gt_distance")  # noqa: E731
     sd = lambda s, k=None: lookup(df, s, k, "gt_distance_std")  # noqa: E731
     rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
-    ours_fgm = f"FGM (t*={t_star:g}, {params.fgm.train.steps} steps) to GT {with_band(df, 'fgm', 1, 'gt_distance')}"
+    ours_fgm = (f"FGM (t*={headline_run.t_star:g}, λ={headline_run.l1_weight:g}, {headline_run.describe()}) to GT "
+                f"{with_band(df, 'fgm', 1, 'gt_distance')}")
+    guard = unconverged(df, [("fgm", 1)])
     claims = []
 
     cases, parts = [], []
@@ -207,18 +270,21 @@ def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, t_star: float, te
         "CIFAR-10: FID 3.08 at 1 step, 'outperforms the original 50-step flow-matching model'",
         f"{ours_fgm} vs " + "; ".join(parts) + f"; FGM is nearer than: {matched or 'no teacher sampler'}",
         verdict(cases)))
+    claims[-1] = unless_converged(claims[-1], guard)
 
     outcome = compare(d("fgm", 1), d("distill-1-reflow", 1), sd("fgm", 1), sd("distill-1-reflow", 1), sigmas)
     quality = compare(lookup(df, "fgm", 1, "quality"), lookup(df, "distill-1-reflow", 1, "quality"),
                       lookup(df, "fgm", 1, "quality_std"), lookup(df, "distill-1-reflow", 1, "quality_std"), sigmas)
     claims.append(claim(
         "beats-reflow", "One-step FGM beats the one-step reflow / distillation baseline",
-        f"FGM and Distill-1-Reflow (same steps, batch and lr) at 1 NFE: FGM nearer the teacher's distribution {rule} "
-        "(quality to the data shown beside)",
+        f"FGM and Distill-1-Reflow at equal iterations (the reflow gets at most the headline run's steps, with the same "
+        f"batch and lr) at 1 NFE: FGM nearer the teacher's distribution {rule} (quality to the data shown beside)",
         "CIFAR-10 one step: FGM 3.08 vs 2-ReFlow (+distill) 4.85, 1-ReFlow (+distill) 6.18",
-        f"{ours_fgm} vs reflow {with_band(df, 'distill-1-reflow', 1, 'gt_distance')} ({outcome}); to the data "
+        f"{ours_fgm} vs reflow ({lookup(df, 'distill-1-reflow', 1, 'train_steps'):.0f} steps) "
+        f"{with_band(df, 'distill-1-reflow', 1, 'gt_distance')} ({outcome}); to the data "
         f"{with_band(df, 'fgm', 1, 'quality')} vs {with_band(df, 'distill-1-reflow', 1, 'quality')} ({quality})",
         verdict([None if outcome == "not measured" else outcome == "better"])))
+    claims[-1] = unless_converged(claims[-1], guard)
 
     q, q_sd = lookup(df, "fgm", 1, "quality"), lookup(df, "fgm", 1, "quality_std")
     gt, gt_sd = lookup(df, "adaptive", None, "quality"), lookup(df, "adaptive", None, "quality_std")
@@ -233,27 +299,30 @@ def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, t_star: float, te
         f"to the teacher's distribution {with_band(df, 'fgm', 1, 'gt_distance')} vs the floor {floor:.3g}±{floor_sd:.2g} "
         f"({at_floor}); to the data {q:.3g}±{q_sd:.2g} vs GT {gt:.3g}±{gt_sd:.2g} ({100 * (q / gt - 1):+.0f}%)",
         verdict([None if at_floor == "not measured" else at_floor != "worse"])))
+    claims[-1] = unless_converged(claims[-1], guard)
 
-    target = random_run.val_distance
-    reach = _steps_to_reach(teacher_run.curve, target)
+    ours_steps, random_steps = steps_to_plateau(headline_run.curve), steps_to_plateau(random_run.curve)
     claims.append(claim(
         "teacher-init-faster", "Initialising the generator from the teacher converges much faster than a random one",
-        f"same t* and {random_run.steps} steps: the teacher-initialised run reaches the random-init run's final validation "
-        "distance in at most half the steps",
+        f"same t* and λ, each run trained to its own validation plateau: the teacher-initialised run comes within "
+        f"{100 * PLATEAU_MARGIN:.0f}% of its plateau's validation distance in at most half the steps the random-init run "
+        "needs to come within the same margin of its own",
         "the generator starts from the pretrained teacher (a recalled detail; no ablation numbers in the paper)",
-        f"validation distance after {random_run.steps} steps: teacher init {teacher_run.val_distance:.3g} vs random "
-        f"{target:.3g} (at step 0: {teacher_run.curve[0][1]:.3g} vs {random_run.curve[0][1]:.3g}); the teacher-initialised "
-        + (f"run was there at step {reach:.0f}" + (" (its start)" if reach == 0 else "") if reach == reach
-           else "run never got there"),
-        verdict([bool(reach <= 0.5 * random_run.steps) if not math.isnan(target) else None])))
+        f"teacher init: within {100 * PLATEAU_MARGIN:.0f}% of its plateau {headline_run.val_distance:.3g} at step "
+        f"{ours_steps:.0f} ({headline_run.describe()}, {headline_run.curve[0][1]:.3g} at step 0); random init: within "
+        f"{100 * PLATEAU_MARGIN:.0f}% of its plateau {random_run.val_distance:.3g} at step {random_steps:.0f} "
+        f"({random_run.describe()}, {random_run.curve[0][1]:.3g} at step 0)",
+        verdict([None if math.isnan(ours_steps) or math.isnan(random_steps) else bool(ours_steps <= 0.5 * random_steps)])))
+    claims[-1] = unless_converged(claims[-1], [f"the {r.init}-initialised generator stopped at its cap of {r.steps} steps, "
+                                               "still improving" for r in (headline_run, random_run) if r.converged is False])
     if params.teacher(teacher).exact:
         claims = not_run(claims, {"teacher-init-faster": EXACT_TEACHER + "no weights to start the generator from"})
     return claims + untestable("fgm", teacher, UNTESTABLE)
 
 
-def headline(df: pd.DataFrame, t_star: float) -> dict[str, Any]:
-    """A few numbers for `dvc metrics`: FGM's quality and distance at 1 NFE, the reflow baseline's, and t*."""
+def headline(df: pd.DataFrame, run: FGMRun) -> dict[str, Any]:
+    """A few numbers for `dvc metrics`: FGM's quality and distance at 1 NFE, the reflow baseline's, t*, λ and steps."""
     return {"q1": lookup(df, "fgm", 1, "quality"), "d1": lookup(df, "fgm", 1, "gt_distance"),
-            "reflow_d1": lookup(df, "distill-1-reflow", 1, "gt_distance"), "t_star": t_star,
-            "train_s": lookup(df, "fgm", 1, "train_seconds")}
+            "reflow_d1": lookup(df, "distill-1-reflow", 1, "gt_distance"), "t_star": run.t_star,
+            "l1_weight": run.l1_weight, "steps": run.steps, "train_s": lookup(df, "fgm", 1, "train_seconds")}
 
