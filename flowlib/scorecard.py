@@ -92,5 +92,6 @@ def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{t
         for t in teachers:
             shown[t] = [f"[{v}]({link.format(paper=keys.get(p, p), teacher=t)})" if v else ""
                         for p, v in zip(card["paper"], card[t])]
-    shown["verdict"] = [f"**{v}**" + (f" ({r})" if r else "") for v, r in zip(card["verdict"], card["reason"])]
+    shown["verdict"] = [f"**{v}**" + (f" ({r})" if r and (v == "not run" or r.startswith("inconclusive on")) else "")
+                        for v, r in zip(card["verdict"], card["reason"])]
     return shown[["paper", "claim", "paper's number", *teachers, "verdict"]].to_markdown(index=False) + "\n"

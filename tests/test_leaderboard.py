@@ -56,13 +56,15 @@ CLAIMS = pd.DataFrame([
     claim("fgm", "a", "c4", "partly holds"), claim("fgm", "b", "c4", "holds"),
     claim("fgm", "a", "c5", "inconclusive", "x; inconclusive: fgm@1 stopped at its cap"), claim("fgm", "b", "c5", "holds"),
     claim("fgm", "a", "c6", "inconclusive"), claim("fgm", "b", "c6", "not run", "not run: no weights"),
+    claim("fgm", "a", "c7", "holds"), claim("fgm", "b", "c7", "not run", "not run: no weights"),
 ])
 
 
 def test_scorecard_verdicts_from_fixed_claim_rows():
     card = scorecard(CLAIMS).set_index("claim_id")
     assert card["verdict"].to_dict() == {"c1": "holds", "c2": "partly holds", "c3": "does not hold", "big": "not run",
-                                         "c4": "partly holds", "c5": "holds", "c6": "inconclusive"}
+                                         "c4": "partly holds", "c5": "holds", "c6": "inconclusive",
+                                         "c7": "holds"}
     assert card.loc["c5", "reason"].startswith("inconclusive on a:")  # the teacher left inconclusive is named
     assert card.loc["big", "reason"] == "needs SD3" and card.loc["c3", "a"] == "not run"
     text = scorecard_markdown(card.reset_index())
@@ -71,6 +73,7 @@ def test_scorecard_verdicts_from_fixed_claim_rows():
     assert counts.loc["BOSS", "holds"] == 1 and counts.loc["Flow Generator Matching", "not run"] == 1
     assert counts.loc["Flow Generator Matching", "inconclusive"] == 1  # counted apart
     assert "**holds** (inconclusive on a:" in text
+    assert "**holds** (no weights)" not in text  # a not-run teacher's reason shows only when no teacher could test it
 
 
 @pytest.mark.parametrize("verdicts, expected", [(["not run"], "not run"), (["holds", "not run"], "holds"),
