@@ -104,14 +104,23 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def training_of(df: pd.DataFrame, solver: str, nfe: int | None) -> tuple[float, bool | None]:
+    """(train_steps, converged) of the first row of `solver` at `nfe` (any NFE if None): NaN and None for a missing
+    or training-free row (the flag reads the same from memory and from a CSV)."""
+    hit = df[(df["solver"] == solver) & ((df["nfe"] == nfe) if nfe is not None else True)]
+    if not len(hit) or "converged" not in hit.columns:
+        return math.nan, None
+    flag = {"True": True, "False": False}.get(str(hit["converged"].iloc[0]))
+    return float(hit["train_steps"].iloc[0]) if "train_steps" in hit.columns else math.nan, flag
+
+
 def unconverged(df: pd.DataFrame, rows: Iterable[tuple[str, int | None]]) -> list[str]:
     """For each (solver, NFE) row of `df` whose learned component stopped at its cap while still improving
     (`converged` is False), a phrase saying so; rows without training columns, or converged, give none."""
     reasons = []
     for solver, nfe in rows:
-        hit = df[(df["solver"] == solver) & ((df["nfe"] == nfe) if nfe is not None else True)]
-        if "converged" in hit.columns and len(hit) and str(hit["converged"].iloc[0]) == "False":
-            steps = hit["train_steps"].iloc[0] if "train_steps" in hit.columns else math.nan
+        steps, converged = training_of(df, solver, nfe)
+        if converged is False:
             where = f"@{nfe}" if nfe is not None else ""
             reasons.append(f"{solver}{where} stopped at its cap of {steps:.0f} steps, still improving")
     return reasons

@@ -23,6 +23,7 @@ from ..claims import (
     compare,
     not_run,
     ratio,
+    training_of,
     unconverged,
     unless_converged,
     untestable,
@@ -155,12 +156,6 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def _flag(df: pd.DataFrame, solver: str, k: int) -> bool:
-    """The `converged` flag of a row (False when the row is missing or has none)."""
-    hit = df[(df["solver"] == solver) & (df["nfe"] == k)]
-    return bool(len(hit)) and "converged" in hit.columns and str(hit["converged"].iloc[0]) == "True"
-
-
 def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher: str,
                 teacher_seconds: float, teacher_flops: float = math.nan) -> list[Claim]:
     """The paper's claims with this run's numbers and a computed verdict.
@@ -193,10 +188,10 @@ def boss_claims(df: pd.DataFrame, params: Params, grids: dict[str, Any], teacher
 
     def trained(s: str, k: int) -> str:
         """How the row's network was trained: steps and whether it reached its validation plateau."""
-        steps = lookup(df, s, k, "train_steps") if "train_steps" in df.columns else math.nan
+        steps, converged = training_of(df, s, k)
         if math.isnan(steps):
             return "-"
-        return f"{steps:.0f} steps, " + ("plateau" if _flag(df, s, k) else "cap, still improving")
+        return f"{steps:.0f} steps, " + ("plateau" if converged else "cap, still improving")
 
     rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
     claim = partial(Claim, "boss", teacher)
