@@ -111,6 +111,10 @@ class BespokeResult:
     converged: bool | None = None                                       # plateau before the cap
     flops: float = 0.0                                                  # training cost (validations included)
 
+    @property
+    def best_step(self) -> int:
+        return self.best_iteration
+
 
 def validation_rmse(solver: BespokeSolver, velocity: Velocity, noise: Tensor, target: Tensor) -> float:
     """The real objective, sequentially: RMSE of the solver's samples from `noise` to their ground truth."""

@@ -41,7 +41,7 @@ from ..solvers.bespoke import (
     cosine_transform,
     piecewise_linear_transform,
 )
-from .common import PAIRED_SAMPLES, TeacherContext
+from .common import PAIRED_SAMPLES, TeacherContext, training_columns
 
 SELECTION = "val-rmse"  # which checkpoint a trained solver keeps (the paper's tables pick by FID)
 
@@ -119,10 +119,9 @@ def solver_rows(params: Params, ctx: TeacherContext, results: dict[tuple[str, in
     for (base, _), res in results.items():
         n_params = res.solver.num_parameters()
         row = ctx.evaluate(BespokeSampler(ctx.model, res.solver), method="bespoke", extra_params=n_params,
-                           train_seconds=res.seconds, timing_repeats=params.eval.timing_repeats)
-        rows.append({**row, "base": base, "trained_params": n_params, "best_iteration": res.best_iteration,
-                     "train_steps": res.steps, "converged": res.converged, "best_step": res.best_iteration,
-                     "train_flops": res.flops, "selected_by": SELECTION, "pool_seconds": pool["seconds"],
+                           train_seconds=res.seconds)
+        rows.append({**row, **training_columns(res), "base": base, "trained_params": n_params,
+                     "best_iteration": res.best_iteration, "selected_by": SELECTION, "pool_seconds": pool["seconds"],
                      "pool_flops": pool["flops"],
                      "train_fraction": ratio(res.seconds + pool["seconds"], ctx.train_seconds),
                      "flop_fraction": ratio(res.flops + pool["flops"], ctx.train_flops)})

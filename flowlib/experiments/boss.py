@@ -86,7 +86,7 @@ def training_free_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any
     rows = []
     for k in params.boss.nfes:
         sampler = ODESampler(ctx.model, grids["times"][grids["paths"][k]], "euler", name="bellman-euler")
-        row = ctx.evaluate(sampler, method="boss", timing_repeats=params.eval.timing_repeats)
+        row = ctx.evaluate(sampler, method="boss")
         rows.append({**row, "dp_value": grids["dp_value"][k], "trained_params": 0})
     return rows
 
@@ -120,7 +120,7 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
 
     def record(model, sampler_grid, method: str, solver: str, res: TrainResult, trained: int, k: int) -> None:
         sampler = ODESampler(model, sampler_grid, "euler", name=solver)
-        row = ctx.evaluate(sampler, method=method, train_seconds=res.seconds, timing_repeats=params.eval.timing_repeats)
+        row = ctx.evaluate(sampler, method=method, train_seconds=res.seconds)
         rows.append({**row, **training_columns(res), "trained_params": trained})
         curves.append(validation_curve(res.val_history, f"{solver} (K={k})", VAL_CURVE))
 

@@ -21,7 +21,7 @@ from ..config import Params
 from ..flow import load_velocity_model
 from ..solvers.bespoke import BespokeSampler
 from ..solvers.flowturbo import FlowTurboSampler
-from .common import TeacherContext, rebuild_hint, validation_curve
+from .common import TeacherContext, rebuild_hint, training_columns, validation_curve
 
 BOSS_SOLVER = "bellman-euler+ft-full"
 GAINS = {"better": "adds up", "within noise": "no gain over the best part", "worse": "worse than the best part"}
@@ -59,12 +59,11 @@ def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> tu
     rows = []
     sampler = BespokeSampler(net, res.solver, name="boss+bespoke-rk2")
     row = ctx.evaluate(sampler, method="boss+bespoke", extra_params=res.solver.num_parameters(),
-                       train_seconds=res.seconds + gt["seconds"], timing_repeats=params.eval.timing_repeats)
-    rows.append({**row, "parts": f"{BOSS_SOLVER};bespoke-rk2", "boss_k": k, "train_steps": res.steps,
-                 "converged": res.converged, "best_step": res.best_iteration, "train_flops": res.flops + gt["flops"]})
+                       train_seconds=res.seconds + gt["seconds"])
+    rows.append({**row, "parts": f"{BOSS_SOLVER};bespoke-rk2", "boss_k": k, **training_columns(res),
+                 "train_flops": res.flops + gt["flops"]})  # the solver's own ground-truth pool counts in its cost
     schedule = flowturbo_schedule(k)
-    row = ctx.evaluate(FlowTurboSampler(net, schedule, name=f"boss+{schedule}"), method="boss+flowturbo",
-                       timing_repeats=params.eval.timing_repeats)
+    row = ctx.evaluate(FlowTurboSampler(net, schedule, name=f"boss+{schedule}"), method="boss+flowturbo")
     rows.append({**row, "parts": f"{BOSS_SOLVER};{schedule}", "boss_k": k})
     return rows, validation_curve(res.val_history, f"boss+bespoke-rk2@{k}", "validation RMSE")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -18,7 +18,7 @@ from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import Dataset, digits_labels, exact_mixture, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
-from ..flow import TrainResult, load_velocity_model, save_velocity_model, train_teacher
+from ..flow import load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
     FID,
     ClassifierFeatures,
@@ -159,7 +159,16 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     return {**info, "history": result.history, "val_history": result.val_history}
 
 
-def training_columns(result: TrainResult) -> dict[str, Any]:
+class Trained(Protocol):
+    """What a trained component reports (a `TrainResult`, a Bespoke result, an FGM run)."""
+
+    steps: int
+    converged: bool | None
+    best_step: int
+    flops: float
+
+
+def training_columns(result: Trained) -> dict[str, Any]:
     """How a row's learned component was trained, as result-table columns: steps taken, whether the validation
     plateau came before the cap (`converged`), the best validation step, and the training cost in FLOPs."""
     return {"train_steps": int(result.steps), "converged": result.converged, "best_step": int(result.best_step),
@@ -224,12 +233,12 @@ class TeacherContext:
     timing_repeats: int = 5
     latency_batch: int = 256
 
-    def evaluate(self, sampler, *, method: str, timing_repeats: int | None = None, **kw: Any) -> dict[str, Any]:
+    def evaluate(self, sampler, *, method: str, **kw: Any) -> dict[str, Any]:
         """`flowlib.evaluate.evaluate` on this teacher's noise, metric, ground truth and reference; latency as
         `eval.timing_repeats` runs at batch `eval.latency_batch` (the same for every row of every stage)."""
         return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
                         method=method, ground_truth=self.ground_truth, reference=self.reference,
-                        bootstrap=self.bootstrap, timing_repeats=timing_repeats or self.timing_repeats,
+                        bootstrap=self.bootstrap, timing_repeats=self.timing_repeats,
                         latency_batch=self.latency_batch, **kw)
 
     def paired_rmse(self, ours: Sampler, theirs: Sampler, sigmas: float, n: int = PAIRED_SAMPLES) -> str:
@@ -265,7 +274,7 @@ def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) ->
     rows = []
     for method, nfe in tqdm(jobs, desc=f"baselines {ctx.name}", disable=not progress):
         sampler = ODESampler.uniform(ctx.model, nfe, method)
-        rows.append(ctx.evaluate(sampler, method="baseline", timing_repeats=params.eval.timing_repeats))
+        rows.append(ctx.evaluate(sampler, method="baseline"))
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
     # the floor row; it stands for the teacher itself, so it carries the teacher's training time
     row = ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor, train_seconds=ctx.train_seconds)

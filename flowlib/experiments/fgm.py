@@ -72,11 +72,6 @@ class FGMRun:
         """The validation distance of the kept (best) checkpoint."""
         return min((v for _, v in self.curve), default=math.nan)
 
-    def training(self) -> dict[str, Any]:
-        """The training columns of its result rows (as `common.training_columns`)."""
-        return {"train_steps": self.steps, "converged": self.converged, "best_step": self.best_step,
-                "train_flops": self.flops}
-
     def describe(self) -> str:
         return f"{self.steps} steps, " + ("plateau" if self.converged else "cap, still improving")
 
@@ -177,15 +172,14 @@ def fgm_rows(params: Params, ctx: TeacherContext, sweep: list[FGMRun], ablation:
              (random_run, "fgm-random-init")]
     for run, solver in named:
         if id(run) not in seen:
-            seen[id(run)] = ctx.evaluate(GeneratorSampler(run.generator, solver), method="fgm", train_seconds=run.seconds,
-                                         timing_repeats=params.eval.timing_repeats)
+            seen[id(run)] = ctx.evaluate(GeneratorSampler(run.generator, solver), method="fgm", train_seconds=run.seconds)
         rows.append({**seen[id(run)], "solver": solver, "t_star": run.t_star, "init": run.init,
-                     "l1_weight": run.l1_weight, "val_distance": run.val_distance, "headline": False, **run.training()})
+                     "l1_weight": run.l1_weight, "val_distance": run.val_distance, "headline": False, **training_columns(run)})
     rows.append({**seen[id(headline)], "solver": "fgm", "t_star": headline.t_star, "init": headline.init,
                  "l1_weight": headline.l1_weight, "val_distance": headline.val_distance, "headline": True,
-                 **headline.training()})
+                 **training_columns(headline)})
     sampler = ODESampler(reflow_student, [0.0, 1.0], "euler", name="distill-1-reflow")
-    row = ctx.evaluate(sampler, method="reflow", train_seconds=reflow_seconds, timing_repeats=params.eval.timing_repeats)
+    row = ctx.evaluate(sampler, method="reflow", train_seconds=reflow_seconds)
     rows.append({**row, **training_columns(reflow_result)})
     return rows
 

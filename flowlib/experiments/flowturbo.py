@@ -113,7 +113,7 @@ def schedule_rows(params: Params, ctx: TeacherContext, fit: dict[str, Any], prog
                               disable=not progress):
         uses = sampler.schedule.count("R") > 0
         row = ctx.evaluate(sampler, method="flowturbo", extra_params=fit["params"] if uses else 0,
-                           train_seconds=fit["train_seconds"] if uses else 0.0, timing_repeats=params.eval.timing_repeats)
+                           train_seconds=fit["train_seconds"] if uses else 0.0)
         if uses:
             row.update({k: fit[k] for k in ("train_steps", "converged", "best_step", "train_flops")})
         rows.append({**row, "schedule": name, "steps": sampler.schedule.n_steps, "refiner_calls": sampler.refiner_calls,
