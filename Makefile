@@ -20,7 +20,8 @@ endif
 test: lint
 	$(BIN)/python -m pytest
 
-# JupyterLab in headless Chromium runs a method notebook and checks figures, widgets and errors (tests_browser/).
+# JupyterLab in headless Chromium runs every notebook a reader opens (01b, 04, 06, 07, explore) and checks figures,
+# widgets, errors and the explorer's controls (tests_browser/). CI (.ci/run) runs it after `make test`.
 # Installs Debian's chromium (apt-get, as root) and Playwright's Python package; screenshots in reports/screenshots/.
 test-browser: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
@@ -48,6 +49,7 @@ your-flow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py
 	$(BIN)/python bench/bench_flowturbo.py
+	$(BIN)/python bench/bench_checks.py
 
 clean-venv:
 	rm -rf $(VENV)

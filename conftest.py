@@ -4,8 +4,9 @@ The nbval kernel inherits this process's environment, so setting the variables h
 `make test` and a bare `pytest`.
 
 Notebook outputs are also checked here, cell by cell, for what a reader would see: no output may show an absolute
-path of this machine, and the figures a notebook reports writing (`check_figures_shown`, its last cell) must match
-the images it displayed.
+path of this machine, no figure may show as its text repr (`<Figure size ...>`: the kernels keep Jupyter's inline
+backend, as in JupyterLab), and the figures a notebook reports writing (`check_figures_shown`, its last cell) must
+match the images it displayed.
 """
 import os
 import re
@@ -14,6 +15,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import matplotlib
 import pytest
 
 os.environ.setdefault("FLOWLIB_SMOKE", "1")
@@ -21,9 +23,13 @@ if "FLOWLIB_SMOKE_DIR" not in os.environ:  # our own throw-away directory: remov
     os.environ["FLOWLIB_SMOKE_DIR"] = _OWN_SMOKE_DIR = tempfile.mkdtemp(prefix="flowlib-smoke-")
 else:
     _OWN_SMOKE_DIR = None
-os.environ.setdefault("MPLBACKEND", "Agg")
+# The test process draws headless; the nbval kernels keep Jupyter's inline backend (ipykernel picks it when MPLBACKEND
+# is unset), as in JupyterLab, so a raw Figure a notebook displays must render as an image there too.
+matplotlib.use("Agg")
+os.environ.pop("MPLBACKEND", None)
 
 MACHINE_PATHS = sorted({str(Path(__file__).resolve().parent), os.environ["FLOWLIB_SMOKE_DIR"], tempfile.gettempdir() + "/"})
+FIGURE_REPR = re.compile(r"<Figure size \S+ with \d+ Axes>|<Axes: |<seaborn\.axisgrid\.\w+ object at ")
 _IMAGES: Counter = Counter()  # notebook -> image outputs so far
 
 
@@ -47,6 +53,9 @@ def pytest_runtest_call(item):
         if leaked:
             raise AssertionError(f"{item.name}: an output shows a path of this machine ({leaked}): "
                                  f"{text.strip()[:300]!r}. Show paths relative to the repository.")
+        if FIGURE_REPR.search(text) and "image/png" not in output.get("data", {}):
+            raise AssertionError(f"{item.name}: a figure is shown as its text repr ({FIGURE_REPR.search(text).group(0)}), "
+                                 "not as an image: something set a non-inline matplotlib backend in the kernel.")
         written = re.search(r"(\d+) figure\(s\) written, all shown inline", text)
         if written and int(written.group(1)) != _IMAGES[notebook]:
             raise AssertionError(f"{Path(notebook).name}: {written.group(1)} figures written but "

@@ -10,6 +10,7 @@ from a file: checkpoints hold only tensors, numbers, strings, lists and dicts, a
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -26,22 +27,99 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import FlowlibError
+
 MAGIC = b"FLOWLIB1"
 _HEADER = struct.Struct(">8s32sQ")  # magic, sha256 digest, payload length
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated or corrupt."""
+class CheckpointError(FlowlibError, RuntimeError):
+    """A checkpoint is missing, truncated or corrupt, or a path cannot hold one."""
+
+
+class CheckpointKindError(CheckpointError):
+    """A checkpoint of one kind (say, an FGM generator) was given where another kind (a velocity model) belongs."""
+
+
+# every kind of checkpoint flowlib writes: what it is, and the function that loads it
+KINDS: dict[str, tuple[str, str]] = {
+    "velocity": ("a velocity model", "flowlib.load_velocity_model"),
+    "generator": ("an FGM one-step generator", "flowlib.distill.fgm.load_generator"),
+    "bespoke": ("a Bespoke solver", "flowlib.distill.bespoke.load_bespoke"),
+    "refiner": ("a FlowTurbo refiner", "flowlib.distill.flowturbo.load_refiner"),
+    "trainer": ("a trainer state (for resuming)", "the trainer's ckpt_dir (train(..., ckpt_dir))"),
+    "ground_truth": ("a teacher's ground truth", "flowlib.artifacts.load_checkpoint"),
+    "artefact": ("a pipeline artefact", "flowlib.artifacts.load_checkpoint"),
+}
+
+
+def infer_kind(obj: Any) -> str:
+    """The kind a checkpoint records, or for files written before kinds were recorded, the kind its keys imply."""
+    if not isinstance(obj, dict):
+        return "artefact"
+    if obj.get("kind") in KINDS:
+        return obj["kind"]
+    keys = set(obj)
+    if "fingerprint" in keys and "optimizer" in keys:
+        return "trainer"
+    if {"model_config", "shape", "state_dict"} <= keys:
+        return "generator" if "t_star" in (obj.get("meta") or {}) else "velocity"
+    if {"base", "n", "state_dict"} <= keys:
+        return "bespoke"
+    if {"config", "shape", "state_dict"} <= keys:
+        return "refiner"
+    if {"noise", "samples"} <= keys:
+        return "ground_truth"
+    return "artefact"
+
+
+def check_kind(obj: Any, path: str | os.PathLike, kind: str) -> None:
+    """Raise `CheckpointKindError` naming both kinds unless the checkpoint `obj` (read from `path`) is a `kind`."""
+    found = infer_kind(obj)
+    if found != kind:
+        what, loader = KINDS[found]
+        raise CheckpointKindError(f"{path} is {what}, not {KINDS[kind][0]}; load it with {loader}, or pass the "
+                                  f"path of {KINDS[kind][0]}.")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files an interrupted write to `path` left beside it (`.<name>.<pid>.*.tmp` whose writing
+    process is gone, or of an older naming without a pid)."""
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name carries the writer's pid, so the next write to `path` removes what a killed writer left."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Cannot write {path}: it is a directory. Give a file path inside it, e.g. "
+                              f"{path / 'model.pt'}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the final file the usual permissions
@@ -73,12 +151,18 @@ def _weights_only_load(payload: bytes) -> Any:
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
+def save_checkpoint(obj: Any, path: str | os.PathLike, kind: str | None = None) -> Path:
     """Serialise `obj` with torch.save, prefix it with a checksummed header, and write it atomically.
 
     `obj` may hold only what weights-only loading accepts (tensors, numbers, strings, None, lists, tuples,
     dicts); anything else (a numpy scalar, a dataclass, a function) is refused before a byte is written.
+    A dict records its `kind` (one of `KINDS`; default: the kind its keys imply), which typed loaders check.
     """
+    if isinstance(obj, dict):
+        kind = kind or infer_kind(obj)
+        if kind not in KINDS:
+            raise CheckpointError(f"Unknown checkpoint kind {kind!r}; one of {sorted(KINDS)}.")
+        obj = {**obj, "kind": kind}
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
@@ -94,13 +178,19 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, rebuild_hint: str = "") -> Any:
-    """Load a checkpoint written by `save_checkpoint`, verifying length and checksum.
+def load_checkpoint(path: str | os.PathLike, rebuild_hint: str = "", kind: str | None = None) -> Any:
+    """Load a checkpoint written by `save_checkpoint`, verifying length and checksum (and, given `kind`, its kind).
 
     Raises `CheckpointError` naming the file, the problem and how to rebuild it (`rebuild_hint`).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"A checkpoint path must be a str or pathlib.Path, got {type(path).__name__}.")
     path = Path(path)
     hint = f" Rebuild it with: {rebuild_hint}" if rebuild_hint else " Delete it and rerun the step that writes it."
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))[:5]
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file; pass the .pt file inside it"
+                              f"{' (it holds ' + ', '.join(inside) + ')' if inside else ''}.")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.{hint}")
     raw = path.read_bytes()
@@ -117,13 +207,16 @@ def load_checkpoint(path: str | os.PathLike, rebuild_hint: str = "") -> Any:
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"Checkpoint {path} is corrupt: SHA-256 checksum mismatch.{hint}")
     try:
-        return _weights_only_load(payload)
+        obj = _weights_only_load(payload)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"Checkpoint {path} contains executable objects that weights-only loading refuses "
             f"({_first_line(exc)}); nothing from it was run. flowlib never loads such files: if an older flowlib "
             f"wrote it, rebuild it.{hint}"
         ) from exc
+    if kind is not None:
+        check_kind(obj, path, kind)
+    return obj
 
 
 def _first_line(exc: Exception) -> str:

@@ -19,13 +19,14 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_text
+from .errors import FlowlibError
 
 VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive", "not run")
 NEGATIVE = ("does not hold", "partly holds")  # verdicts that an unconverged component makes inconclusive
 COLUMNS = ["paper", "teacher", "claim_id", "claim", "criterion", "paper_number", "ours", "verdict"]
 
 
-class ClaimError(ValueError):
+class ClaimError(FlowlibError, ValueError):
     """A claim record or claims table that does not follow the schema."""
 
 

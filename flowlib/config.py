@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .artifacts import write_text
 from .data import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS, heldout_size
-from .flow import TrainConfig
+from .errors import FlowlibError
+from .flow import TrainConfig, TrainConfigError
 from .solvers.fixed_grid import METHODS
 from .solvers.flowturbo import Schedule, ScheduleError
 
@@ -41,7 +42,7 @@ SolverName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 
 
-class ConfigError(ValueError):
+class ConfigError(FlowlibError, ValueError):
     """A parameter file that is malformed, has unknown keys or invalid values; `problems` lists each one."""
 
     def __init__(self, message: str, problems: list[str] | None = None):
@@ -50,9 +51,9 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    """A block of params.yaml: unknown keys are errors, not silently ignored."""
+    """A block of params.yaml: unknown keys are errors, not silently ignored; numbers must be finite (no .inf/.nan)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -339,6 +340,18 @@ def _problem(loc: tuple[Any, ...], text: str) -> Problem:
     return Problem(loc, f"{_path(loc)}: {text}")
 
 
+def _expand(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's errors, with a nested `TrainConfig`'s own errors (raised from its constructor) under their keys."""
+    out = []
+    for error in errors:
+        inner = error.get("ctx", {}).get("error")
+        if isinstance(inner, TrainConfigError):
+            out += [{**e, "loc": tuple(error["loc"]) + tuple(e["loc"])} for e in inner.errors]
+        else:
+            out.append(error)
+    return out
+
+
 def _describe(error: dict[str, Any]) -> Problem:
     """One pydantic error as `key.path: given → expected`."""
     loc = tuple(error["loc"])
@@ -367,10 +380,32 @@ def _describe(error: dict[str, Any]) -> Problem:
     return _problem(shown, f"{given} → {expected}")
 
 
+UNIQUE_LISTS = [("eval", "nfes"), ("eval", "methods"), ("boss", "nfes"), ("boss", "finetune_k"), ("bespoke", "nfes"),
+                ("bespoke", "bases"), ("flowturbo", "schedules"), ("flowturbo", "latency_batches"),
+                ("flowturbo", "heun_nfes"), ("flowturbo", "compile"), ("fgm", "t_stars"), ("fgm", "l1_weights"),
+                ("combos", "teachers")]
+
+
 def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
     """Rules that tie keys together; checked once every key has the right type."""
     problems = []
     ev = pf.eval
+    for section, key in UNIQUE_LISTS:
+        values = getattr(getattr(pf, section), key)
+        values = [] if isinstance(values, bool) else values
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                problems.append(_problem((section, key, i), f"{value!r} again → each entry once (a repeated entry "
+                                         "would run twice and write duplicate rows)"))
+    if ev.bootstrap == 1:
+        problems.append(_problem(("eval", "bootstrap"), "1 → 0 (no noise band) or at least 2 (a standard deviation "
+                                 "needs two resamples; with one it is NaN and every gap would count as a win)"))
+    for base in pf.bespoke.bases:
+        stages = 2 if base == "rk2" else 1
+        if not any(n % stages == 0 for n in pf.bespoke.nfes):
+            problems.append(_problem(("bespoke", "nfes"), f"{pf.bespoke.nfes} → at least one NFE that {base} can spend "
+                                     f"({base} takes {stages} NFE per step{': an even NFE' if stages == 2 else ''}); as "
+                                     f"written the stage would train no {base} solver"))
     seeds = {"eval.seed": ev.seed, "eval.reference_seed": ev.reference_seed, "eval.distance_seed": ev.distance_seed}
     if len(set(seeds.values())) < len(seeds):
         problems.append(_problem(("eval", "distance_seed"), f"{seeds} → three different seeds (the reference, the "
@@ -475,7 +510,7 @@ def validate(raw: Any) -> tuple[ParamsFile | None, list[Problem]]:
     try:
         pf = ParamsFile.model_validate(raw)
     except ValidationError as exc:
-        return None, [_describe(e) for e in exc.errors()]
+        return None, [_describe(e) for e in _expand(exc.errors())]
     return pf, _cross_field_problems(pf)
 
 
@@ -520,14 +555,36 @@ def smoke_enabled() -> bool:
     return os.environ.get("FLOWLIB_SMOKE", "").lower() in ("1", "true", "yes")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"the key {key!r} appears twice in one block (lines {seen[key] + 1} and "
+                                  f"{key_node.start_mark.line + 1}); YAML would silently keep the last. Keep one.")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> Any:
-    """A YAML file's content, or a `ConfigError` naming the file."""
+    """A YAML file's content, or a `ConfigError` naming the file (missing, empty, invalid, a key written twice)."""
+    if path.is_dir():
+        raise ConfigError(f"Parameter file {path} is a directory; pass the YAML file (e.g. params.yaml).")
     if not path.is_file():
         raise ConfigError(f"Parameter file {path} not found; run from the repository (it holds params.yaml).")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raise ConfigError(f"Parameter file {path.name} is empty; it needs at least a `teachers:` block (git checkout "
+                          "params.yaml restores the default, profiles/ holds the others).")
+    return raw
 
 
 def load_params(path: str | Path = "params.yaml", smoke: bool | None = None) -> Params:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import FlowlibError
+
 TOY_DATASETS = ("8gaussians", "moons", "checkerboard")
 IMAGE_DATASETS = ("digits", "cifar10")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
@@ -30,7 +32,7 @@ CIFAR10_HELP = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(FlowlibError, ValueError):
     """An unknown, missing or malformed dataset."""
 
 

@@ -21,7 +21,9 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_json
+from .errors import ArgumentError, FlowlibError, describe
 from .metrics import QualityMetric, bootstrap_std, median_latency, rmse, sliced_wasserstein, time_call
+from .solvers.nfe import NonFiniteError
 from .solvers.samplers import Sampler
 
 COLUMNS = [
@@ -32,7 +34,7 @@ METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow", 
 BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
 
 
-class ResultError(ValueError):
+class ResultError(FlowlibError, ValueError):
     """A result row or table that does not follow the shared schema."""
 
 
@@ -241,6 +243,22 @@ def compare_samplers(samplers: Iterable[Sampler], noise: Tensor, ground_truth: T
     >>> bool(table["rmse_to_gt"].is_monotonic_decreasing), table["nfe"].tolist()
     (True, [2, 8])
     """
+    samplers = list(samplers) if not isinstance(samplers, (Tensor, str)) and hasattr(samplers, "__iter__") else samplers
+    if not isinstance(samplers, list):
+        raise ArgumentError(f"samplers must be a list of samplers, got {describe(samplers)}.")
+    for i, sampler in enumerate(samplers):
+        if not isinstance(sampler, Sampler):
+            raise ArgumentError(f"samplers[{i}] is {describe(sampler)}, not a sampler (callable on noise, with .nfe and "
+                                ".name). Wrap a velocity field first, e.g. flowlib.ODESampler(v, 4, 'euler').")
+    for name, tensor in (("noise", noise), ("ground_truth", ground_truth)):
+        if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+            raise ArgumentError(f"{name} must be a floating tensor, got {describe(tensor)}.")
+    if ground_truth.shape != noise.shape:
+        raise ArgumentError(f"ground_truth has shape {tuple(ground_truth.shape)} but noise {tuple(noise.shape)}: pass the "
+                            "field's exact samples from this noise (e.g. flowlib.AdaptiveSampler(v)(noise)).")
+    if not torch.isfinite(ground_truth).all():
+        raise NonFiniteError("ground_truth contains NaN or inf; every RMSE to it would be NaN. Check the field or the "
+                             "solver that produced it.")
     reference = ground_truth if reference is None else reference
     rows = []
     for sampler in samplers:

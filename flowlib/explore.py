@@ -20,6 +20,7 @@ from .config import Params
 from .distill.bespoke import load_bespoke
 from .distill.fgm import GeneratorSampler, load_generator
 from .distill.flowturbo import load_refiner
+from .errors import FlowlibError
 from .experiments.common import dataset_for, load_teacher, rebuild_hint
 from .flow import load_velocity_model
 from .plots import SavedFigure, draw_panel, save_figure
@@ -30,7 +31,7 @@ from .solvers.flowturbo import FlowTurboSampler
 METHODS = ("teacher", "bellman", "boss", "bespoke", "flowturbo", "fgm")
 
 
-class ExplorerError(ValueError):
+class ExplorerError(FlowlibError, ValueError):
     """A sampler the cached artefacts cannot provide; says which stage to run."""
 
 
@@ -201,7 +202,7 @@ def explorer(params: Params, teachers: list[str] | None = None) -> Any:
                                                                       t_star.value))
                 display(fig)
                 plt.close(fig)
-            except (ExplorerError, ValueError) as err:  # a knob the artefacts or the method cannot take: say why
+            except FlowlibError as err:  # a knob the artefacts or the method cannot take: say why
                 print(f"{type(err).__name__}: {err}")
 
     def new_teacher(*_: Any) -> None:  # only a new teacher changes which generators are cached

@@ -11,6 +11,7 @@ run stops at its validation plateau or at its cap of `steps`, saying which (`Tra
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import time
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from .artifacts import config_hash, load_checkpoint, save_checkpoint
+from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint
+from .errors import ArgumentError, FlowlibError, require_int
 
 
 def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,7 +44,7 @@ def flow_matching_loss(model: nn.Module, x1: Tensor, generator: torch.Generator 
     return (model(xt, t) - target).pow(2).mean()
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(FlowlibError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 
@@ -51,7 +53,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+            raise ArgumentError(f"EMA decay must lie in [0, 1), got {decay}")
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -69,7 +71,7 @@ class TrainConfig(BaseModel):
     The same model is the `train:` block of every stage in params.yaml, so a bad value fails with the key's name.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     steps: int = Field(1000, ge=1, strict=True, description="optimiser steps: the cap (max_steps) when val_every is set")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
@@ -86,6 +88,22 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1, strict=True, description="stop after this many validations without a relative "
                           "improvement of rel_tol over the best so far (the plateau)")
     rel_tol: float = Field(0.01, ge=0, lt=1, description="relative improvement of the validation score that counts as progress")
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise TrainConfigError(exc.errors()) from None
+
+
+class TrainConfigError(ArgumentError):
+    """A `TrainConfig` built with a wrong field; `errors` keeps pydantic's items, so params.yaml names each key."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        self.errors = errors
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'TrainConfig'}: {e['msg']} (got {e.get('input')!r})"
+                             for e in errors)
+        super().__init__(f"TrainConfig: {problems}. See help(flowlib.TrainConfig) for every field.")
 
 
 @dataclass
@@ -171,6 +189,46 @@ def count_flops(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, float(counter.get_total_flops())
 
 
+def architecture(model: nn.Module) -> dict[str, Any]:
+    """What a resume must match in a network: its class and the name and shape of every weight and buffer."""
+    return {"class": type(model).__name__, "weights": {k: list(v.shape) for k, v in model.state_dict().items()}}
+
+
+def identity(obj: Any) -> str:
+    """A short hash that changes when `obj` does: a tensor's values, a network's weights (in order), or else its name
+    (a plain function): what a resume fingerprint records of a teacher or a fixed dataset."""
+    h = hashlib.sha256()
+    if isinstance(obj, Tensor):
+        h.update(str((obj.dtype, tuple(obj.shape))).encode())
+        h.update(obj.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if obj.numel() else b"")
+    elif isinstance(obj, nn.Module):  # its weights decide what it computes (a wrapper around the same net is the same)
+        for value in obj.state_dict().values():
+            h.update(identity(value).encode())
+    else:
+        h.update(f"{type(obj).__module__}.{getattr(obj, '__qualname__', type(obj).__qualname__)}".encode())
+    return h.hexdigest()[:16]
+
+
+def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int = 64) -> str:
+    """The identity of a data source `sample_batch(n, generator)`: the hash of a probe batch drawn with a fixed seed
+    (two sources that give the same probe are the same data for a resume). Also checks the source's contract."""
+    if not callable(sample_batch):
+        raise ArgumentError(f"sample_batch must be a callable sample_batch(n, generator) -> Tensor [n, ...], got "
+                            f"{type(sample_batch).__name__}.")
+    try:
+        probe = sample_batch(n, torch.Generator().manual_seed(20240601))
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise ArgumentError(f"sample_batch(n, generator) failed on a probe call (n={n}): {type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0][:200]}. It must take (n, torch.Generator) and return "
+                            "n data points.") from exc
+    if not isinstance(probe, Tensor) or not probe.is_floating_point() or probe.dim() < 2 or len(probe) != n:
+        got = f"shape {tuple(probe.shape)}, dtype {probe.dtype}" if isinstance(probe, Tensor) else type(probe).__name__
+        raise ArgumentError(f"sample_batch({n}, generator) must return a floating tensor [{n}, ...]; got {got}.")
+    if not torch.isfinite(probe).all():
+        raise ArgumentError("sample_batch returned NaN or inf data; clean the dataset before training.")
+    return identity(probe)
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world_size), initialising the process group when launched by torchrun with WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -227,27 +285,39 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=optimizer_betas)
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    fingerprint = config_hash({"train": config.model_dump(), "run": run_config or {}, "world": world,
-                               "validated": validate is not None, "stop": stop_at_plateau})
+    parts = {"train": config.model_dump(), "world": world, "validated": validate is not None, "stop": stop_at_plateau,
+             "model": architecture(model),
+             "companions": {key: architecture(obj) for key, obj in companions.items() if isinstance(obj, nn.Module)},
+             **{f"run.{key}": value for key, value in (run_config or {}).items()}}
+    fingerprint = config_hash(parts)
+    part_hashes = {key: config_hash(value) for key, value in parts.items()}
     ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
     rule = StoppingRule(config.patience, config.rel_tol) if validate is not None and config.val_every else None
     step, history, seconds, costs, done = 0, [], 0.0, {"step": 0.0, "val": 0.0}, False
     if ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+        state = load_checkpoint(ckpt_path, kind="trainer")
         if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            ema.model.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"][rank] if rank < len(state["generator"]) else state["generator"][0])
-            for key, obj in companions.items():
-                obj.load_state_dict(state["companions"][key])
-            step, history, seconds = state["step"], state["history"], state["seconds"]
-            costs, done = dict(state["costs"]), state["done"]
-            if rule is not None:
-                rule.load_state_dict(state["rule"])
+            try:
+                model.load_state_dict(state["model"])
+                ema.model.load_state_dict(state["ema"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                generator.set_state(state["generator"][rank] if rank < len(state["generator"]) else state["generator"][0])
+                for key, obj in companions.items():
+                    obj.load_state_dict(state["companions"][key])
+                step, history, seconds = state["step"], state["history"], state["seconds"]
+                costs, done = dict(state["costs"]), state["done"]
+                if rule is not None:
+                    rule.load_state_dict(state["rule"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"{ckpt_path} matches this run's configuration but cannot be resumed "
+                                      f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); delete it to "
+                                      "train from scratch.") from None
         elif rank == 0:
-            print(f"[flowlib] {ckpt_path} belongs to a different configuration; training from scratch.")
+            saved = state.get("fingerprint_parts", {})
+            changed = sorted(k.removeprefix("run.") for k in set(saved) | set(part_hashes) if saved.get(k) != part_hashes.get(k))
+            print(f"[flowlib] {ckpt_path} belongs to a different configuration ({', '.join(changed) or 'older format'} "
+                  "changed); training from scratch.")
     resumed_from = step
 
     net: nn.Module = model
@@ -270,6 +340,7 @@ def train(
             save_checkpoint(
                 {
                     "fingerprint": fingerprint,
+                    "fingerprint_parts": part_hashes,
                     "step": step,
                     "model": model.state_dict(),
                     "ema": ema.model.state_dict(),
@@ -284,6 +355,7 @@ def train(
                     "companions": {key: obj.state_dict() for key, obj in companions.items()},
                 },
                 ckpt_path,
+                kind="trainer",
             )
 
     def score() -> None:
@@ -381,14 +453,32 @@ def train_teacher(
 
     With `heldout` data and `config.val_every`, the flow-matching loss on it (fixed noise and times, so scores are
     comparable across steps) is tracked: the teacher is the object under study, so it trains to its cap and the
-    result only *reports* whether that loss had plateaued (`converged`)."""
+    result only *reports* whether that loss had plateaued (`converged`).
+
+    A resume from `ckpt_dir` happens only when everything that decides the result matches: `config`, the network's
+    architecture, the data (a probe batch of `sample_batch`), `batch_size` and `run_config`."""
+    check_training_args(model, config, batch_size)
+    run = {"data": data_identity(sample_batch), "batch_size": batch_size, **(run_config or {})}
+    if heldout is not None:
+        run["heldout"] = identity(heldout)
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return flow_matching_loss(net, sample_batch(batch_size, generator), generator)
 
     validate = None if heldout is None else partial(heldout_flow_matching_loss, x1=heldout)
-    return train(model, loss_fn, config, ckpt_dir, run_config=run_config, progress=progress, desc="teacher",
+    return train(model, loss_fn, config, ckpt_dir, run_config=run, progress=progress, desc="teacher",
                  validate=validate, stop_at_plateau=False)
+
+
+def check_training_args(model: Any, config: Any, batch_size: Any, name: str = "model") -> None:
+    """The arguments every public trainer shares: a network with weights, a `TrainConfig`, a positive batch size."""
+    if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
+        raise ArgumentError(f"{name} must be a network with weights to train (an nn.Module, e.g. "
+                            f"flowlib.build_model({{'arch': 'mlp'}}, shape)), got {type(model).__name__}.")
+    if not isinstance(config, TrainConfig):
+        raise ArgumentError(f"config must be a flowlib.TrainConfig (e.g. TrainConfig(steps=1000, lr=1e-3)), got "
+                            f"{type(config).__name__}.")
+    require_int("batch_size", batch_size)
 
 
 def heldout_flow_matching_loss(model: nn.Module, x1: Tensor, seed: int = 0) -> float:
@@ -396,7 +486,7 @@ def heldout_flow_matching_loss(model: nn.Module, x1: Tensor, seed: int = 0) -> f
     return float(flow_matching_loss(model, x1, torch.Generator().manual_seed(seed)))
 
 
-class NoWeightsError(ValueError):
+class NoWeightsError(FlowlibError, ValueError):
     """A method that finetunes the teacher's weights was given a velocity field without any."""
 
 
@@ -412,18 +502,34 @@ def trainable_copy(teacher: nn.Module | Callable, start: nn.Module | None = None
     return copy.deepcopy(source).requires_grad_(True).train()
 
 
-def save_velocity_model(path: str | Path, model: nn.Module, model_config: dict, shape: tuple[int, ...], **meta) -> None:
-    """Save weights plus the config needed to rebuild the net (checksummed, atomic)."""
+def save_velocity_model(path: str | Path, model: nn.Module, model_config: dict, shape: tuple[int, ...], *,
+                        kind: str = "velocity", **meta) -> None:
+    """Save weights plus the config needed to rebuild the net (checksummed, atomic; `kind` recorded)."""
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model must be an nn.Module to save, got {type(model).__name__}.")
     save_checkpoint(
-        {"model_config": dict(model_config), "shape": list(shape), "state_dict": model.state_dict(), "meta": meta}, path
+        {"model_config": dict(model_config), "shape": list(shape), "state_dict": model.state_dict(), "meta": meta}, path,
+        kind=kind,
     )
 
 
-def load_velocity_model(path: str | Path, rebuild_hint: str = "") -> nn.Module:
-    """Rebuild a net saved by `save_velocity_model`, in eval mode with gradients off."""
+def rebuild_net(state: dict, path: str | Path, rebuild_hint: str = "") -> nn.Module:
+    """The network a velocity-model or generator checkpoint describes, with its weights; a file whose config or
+    weights do not fit each other is a `CheckpointError`, never a raw traceback."""
     from .models import build_model
 
-    state = load_checkpoint(path, rebuild_hint)
-    model = build_model(state["model_config"], tuple(state["shape"]))
-    model.load_state_dict(state["state_dict"])
-    return model.eval().requires_grad_(False)
+    try:
+        model = build_model(state["model_config"], tuple(state["shape"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        fix = f" Rebuild it with: {rebuild_hint}" if rebuild_hint else " Rebuild it with the step that wrote it."
+        raise CheckpointError(f"{path} does not rebuild into its network ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:200]}).{fix}") from None
+    return model
+
+
+def load_velocity_model(path: str | Path, rebuild_hint: str = "") -> nn.Module:
+    """Rebuild a net saved by `save_velocity_model`, in eval mode with gradients off (any other kind of
+    checkpoint is refused, naming its kind and loader)."""
+    state = load_checkpoint(path, rebuild_hint, kind="velocity")
+    return rebuild_net(state, path, rebuild_hint).eval().requires_grad_(False)

@@ -12,13 +12,14 @@ from typing import Iterable
 import pandas as pd
 
 from .claims import compare
+from .errors import FlowlibError
 from .evaluate import sampler_label
 
 BUDGETS = (1, 2, 4, 6, 8, 10)
 NOT_SAMPLERS = ("adaptive", "heldout")  # reference rows: the ground truth and real data
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(FlowlibError, ValueError):
     """Result rows that cannot make a leaderboard."""
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .artifacts import sha256_file
+from .errors import FlowlibError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_HELP = (
@@ -26,7 +27,7 @@ INCEPTION_HELP = (
 )
 
 
-class MetricError(ValueError):
+class MetricError(FlowlibError, ValueError):
     """A metric that cannot be computed as asked (missing weights, mixed feature spaces, bad shapes)."""
 
 

@@ -4,6 +4,9 @@ Every figure is written atomically as PNG and returned as a `SavedFigure`: a pat
 picture itself, so `display(plot_...(...))` (or a plot call ending a cell) puts the figure inline, in the live
 notebook and in the executed copies. `check_figures_shown()`, the last cell of every notebook that plots, fails
 when a figure was written but never shown.
+
+The library sets no matplotlib backend: in Jupyter the kernel's inline backend shows a raw `Figure` as an image;
+headless processes (scripts, the test process) fall back to Agg, or choose one with `MPLBACKEND`.
 """
 from __future__ import annotations
 
@@ -11,21 +14,19 @@ import math
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.ticker import NullFormatter
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from .artifacts import atomic_path  # noqa: E402
-from .evaluate import sampler_label  # noqa: E402
+from .artifacts import atomic_path
+from .errors import FlowlibError
+from .evaluate import sampler_label
 
 
-class FigureNotShownError(RuntimeError):
+class FigureNotShownError(FlowlibError, RuntimeError):
     """A notebook wrote a figure that it never displayed."""
 
 

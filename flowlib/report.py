@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import write_text
+from .errors import FlowlibError
 from .evaluate import sampler_label
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -95,7 +96,7 @@ def update_readme(readme: str | Path, table_md: str) -> bool:
     readme = Path(readme)
     text = readme.read_text()
     if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} lacks the markers {README_START} ... {README_END}.")
+        raise ReportError(f"{readme} lacks the markers {README_START} ... {README_END}.")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     new = f"{head}{README_START}\n{table_md.strip()}\n{README_END}{tail}"
@@ -104,7 +105,7 @@ def update_readme(readme: str | Path, table_md: str) -> bool:
     return new != text
 
 
-class ReportError(ValueError):
+class ReportError(FlowlibError, ValueError):
     """The report's inputs are incomplete: names the stage that would make them."""
 
 

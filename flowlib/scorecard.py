@@ -15,11 +15,12 @@ from typing import Iterable
 import pandas as pd
 
 from .claims import COLUMNS, VERDICTS, ClaimError
+from .errors import FlowlibError
 
 PAPERS = {"boss": "BOSS", "bespoke": "Bespoke solvers", "flowturbo": "FlowTurbo", "fgm": "Flow Generator Matching"}
 
 
-class ScorecardError(ValueError):
+class ScorecardError(FlowlibError, ValueError):
     """Missing or malformed claims behind the scorecard."""
 
 

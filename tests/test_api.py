@@ -42,8 +42,10 @@ def test_nan_names_the_evaluation_and_time():
         flowlib.FlowTurboSampler(field, "H1P3")(torch.randn(4, 2))  # calls at t = 0, 0.25 (H), then 0.5 (the 1st P)
 
 
-def test_compiled_flowturbo_checks_each_step():
-    """Compiled steps skip the per-call wrapper, so the sampler checks the state after each step (stand-in steps here)."""
+def test_compiled_flowturbo_locates_the_first_bad_call():
+    """Compiled steps skip the per-call wrapper: the sampler checks its samples, and on NaN re-runs the noise eagerly
+    to name the first bad evaluation (stand-in steps here: the field turns NaN after t = 0.4, the Heun step's second
+    call is at t = 1/3, the first P call at 2/3)."""
     field = lambda x, t: torch.where(t[:, None] > 0.4, x * float("nan"), -x)  # noqa: E731
 
     def euler(x, t0, t1, t):
@@ -51,7 +53,7 @@ def test_compiled_flowturbo_checks_each_step():
 
     steps = {"H": lambda x, t0, t1: euler(x, t0, t1, t0), "P": lambda x, c, t0, t1: euler(x, t0, t1, t1)}
     sampler = flowlib.FlowTurboSampler(field, "H1P2", steps=steps, compiled=True)
-    with pytest.raises(flowlib.NonFiniteError, match=r"after step 2 \(P"):
+    with pytest.raises(flowlib.NonFiniteError, match=r"evaluation 3 \(t = 0.6667\)"):
         sampler(torch.randn(4, 2))
 
 

@@ -22,14 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..errors import ArgumentError, FlowlibError, describe, require_int, require_number, require_velocity
 from ..flow import TrainConfig, TrainingDivergedError, train
 from ..metrics import rmse
 from ..solvers.adaptive import solve_adaptive
 from ..solvers.bespoke import BASES, BespokeSolver
-from ..solvers.nfe import Velocity
+from ..solvers.nfe import CountingVelocity, Velocity, check_noise
 
 
-class BespokeTrainingError(RuntimeError):
+class BespokeTrainingError(FlowlibError, RuntimeError):
     """Training produced a non-finite loss or parameters."""
 
 
@@ -66,8 +67,9 @@ class DenseTrajectories:
 @torch.no_grad()
 def dense_ground_truth(velocity: Velocity, noise: Tensor, grid: int, rtol: float = 1e-5, atol: float = 1e-5) -> DenseTrajectories:
     """Solve from `noise` with dopri5 onto `grid` uniform times and record the teacher's velocity at each."""
-    if grid < 2:
-        raise ValueError(f"The dense ground truth needs at least 2 grid times, got {grid}.")
+    require_int("grid (dense ground-truth times)", grid, 2)
+    check_noise(noise, velocity, "Bespoke's ground truth")
+    velocity = CountingVelocity(velocity, name="the velocity field (Bespoke's dense ground truth)")
     times = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
     states = solve_adaptive(velocity, noise, rtol=rtol, atol=atol, times=times)
     vel = torch.stack([velocity(x, t.to(x.dtype).expand(len(x))) for x, t in zip(states, times)])
@@ -146,9 +148,15 @@ def train_bespoke(
 
     The network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
     """
-    if iterations < 1 or batch_size < 1 or val_every < 1:
-        raise ValueError(f"iterations, batch_size and val_every must be positive, got {iterations}, {batch_size}, {val_every}.")
+    if not isinstance(solver, BespokeSolver):
+        raise ArgumentError(f"solver must be a BespokeSolver, e.g. BespokeSolver('rk2', 4), got {describe(solver)}.")
+    require_velocity("velocity", velocity)
+    for name, value in (("iterations", iterations), ("batch_size", batch_size), ("val_every", val_every),
+                        ("patience", patience)):
+        require_int(name, value)
+    require_number("lr", lr, 0, low_open=True)
     weights = list(velocity.parameters()) if isinstance(velocity, nn.Module) else []  # any callable works
+    field_ = CountingVelocity(velocity, name="the velocity field (Bespoke training)")
     flags = [p.requires_grad for p in weights]
     for p in weights:
         p.requires_grad_(False)
@@ -157,12 +165,12 @@ def train_bespoke(
                          ckpt_every=iterations, val_every=val_every, patience=patience, rel_tol=rel_tol)
 
     def loss_fn(net: nn.Module, gen: torch.Generator) -> Tensor:
-        return bespoke_loss(net, velocity, gt, torch.randint(len(gt), (batch_size,), generator=gen), l_tau)
+        return bespoke_loss(net, field_, gt, torch.randint(len(gt), (batch_size,), generator=gen), l_tau)
 
     desc = f"{solver.name} n={solver.n}"
     try:
         result = train(solver, loss_fn, config, progress=progress, desc=desc,
-                       validate=lambda s: validation_rmse(s, velocity, val_noise, val_target))
+                       validate=lambda s: validation_rmse(s, field_, val_noise, val_target))
     except TrainingDivergedError as exc:
         raise BespokeTrainingError(f"{exc} For Bespoke: lower bespoke.lr or check the teacher for NaNs.") from None
     finally:
@@ -186,12 +194,15 @@ def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", 
     >>> fit_bespoke(ring_mixture(), noise, nfe=4, iterations=5, grid=11, progress=False).solver.nfe
     4
     """
+    require_velocity("velocity", velocity)
+    check_noise(noise, velocity, "fit_bespoke")
+    require_int("nfe", nfe)
     if base not in BASES or nfe % BASES[base]:
-        raise ValueError(f"base {base!r} with nfe={nfe}: choose base in {sorted(BASES)} and an nfe divisible by its "
+        raise ArgumentError(f"base {base!r} with nfe={nfe}: choose base in {sorted(BASES)} and an nfe divisible by its "
                          "stages (rk2: even).")
     n_val = max(1, int(len(noise) * val_fraction))
     if len(noise) - n_val < 1:
-        raise ValueError(f"fit_bespoke needs at least 2 noises (training and validation), got {len(noise)}.")
+        raise ArgumentError(f"fit_bespoke needs at least 2 noises (training and validation), got {len(noise)}.")
     pool = dense_ground_truth(velocity, noise[:-n_val], grid)
     target = dense_ground_truth(velocity, noise[-n_val:], 2).endpoints
     return train_bespoke(BespokeSolver(base, nfe // BASES[base]), velocity, pool, noise[-n_val:], target,
@@ -203,12 +214,13 @@ def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", 
 # ------------------------------------------------------------------------------------------ persistence
 def save_bespoke(path: str | Path, solver: BespokeSolver, **meta: Any) -> None:
     """Save a solver (its base, n and raw parameters) as a checksummed, weights-only checkpoint."""
-    save_checkpoint({"base": solver.base, "n": solver.n, "state_dict": solver.state_dict(), "meta": meta}, path)
+    save_checkpoint({"base": solver.base, "n": solver.n, "state_dict": solver.state_dict(), "meta": meta}, path,
+                    kind="bespoke")
 
 
 def load_bespoke(path: str | Path, rebuild_hint: str = "") -> BespokeSolver:
     """Load a solver saved by `save_bespoke`; a file that is not one, or holds impossible values, is rejected."""
-    state = load_checkpoint(path, rebuild_hint)
+    state = load_checkpoint(path, rebuild_hint, kind="bespoke")
     fix = f" Rebuild it: {rebuild_hint}" if rebuild_hint else ""
     try:
         base, n, weights = state["base"], state["n"], state["state_dict"]

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from ..flow import TrainConfig, TrainResult, train, trainable_copy
 from ..models import count_parameters
 from ..models.lora import apply_lora, merge_lora
@@ -38,7 +39,7 @@ def straightening_pairs(rollout: EulerRollout, path: Tensor) -> StraighteningPai
     """One pair per (trajectory, interval) of the Bellman `path` (integer indices into the rollout's grid)."""
     path = path.long()
     if path[0] != 0 or path[-1] != len(rollout.times) - 1 or (path.diff() <= 0).any():
-        raise ValueError(f"A Bellman path must increase from 0 to {len(rollout.times) - 1}, got {path.tolist()}.")
+        raise ArgumentError(f"A Bellman path must increase from 0 to {len(rollout.times) - 1}, got {path.tolist()}.")
     batch = rollout.states.shape[1]
     a, b = path[:-1], path[1:]
     return StraighteningPairs(

@@ -24,18 +24,21 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import load_checkpoint
+from ..errors import ArgumentError, describe, require_number, require_velocity
 from ..flow import (
     TrainConfig,
     TrainResult,
     check_loss,
+    check_training_args,
     flow_matching_loss,
+    identity,
     linear_path,
+    rebuild_net,
     save_velocity_model,
     train,
     trainable_copy,
 )
-from ..models import build_model
-from ..solvers.nfe import Velocity
+from ..solvers.nfe import CountingVelocity, Velocity, check_noise
 
 
 class OneStepGenerator(nn.Module):
@@ -44,7 +47,7 @@ class OneStepGenerator(nn.Module):
     def __init__(self, f: nn.Module, t_star: float = 0.0):
         super().__init__()
         if not 0.0 <= t_star < 1.0:
-            raise ValueError(f"t_star must lie in [0, 1), got {t_star}.")
+            raise ArgumentError(f"t_star must lie in [0, 1), got {t_star}.")
         self.f, self.t_star = f, float(t_star)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -58,10 +61,14 @@ class OneStepGenerator(nn.Module):
 
 
 class GeneratorSampler:
-    """A one-step generator as a `Sampler`: nfe = 1, deterministic for fixed noise."""
+    """A one-step generator as a `Sampler`: nfe = 1, deterministic for fixed noise. The noise is checked against the
+    generator's network (dtype, data shape) and the samples for shape and NaN/inf (`check_finite`), as every sampler."""
 
-    def __init__(self, generator: nn.Module, name: str = "fgm"):
-        self.generator, self.name = generator.eval(), name
+    def __init__(self, generator: nn.Module, name: str = "fgm", check_finite: bool = True):
+        if not isinstance(generator, nn.Module):
+            raise ArgumentError(f"generator must be a one-step generator network, e.g. OneStepGenerator(net, t_star) or "
+                                f"load_generator(path), got {describe(generator)}.")
+        self.generator, self.name, self.check_finite = generator.eval(), name, check_finite
 
     @property
     def nfe(self) -> int:
@@ -69,7 +76,10 @@ class GeneratorSampler:
 
     @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
-        return self.generator(noise)
+        check_noise(noise, getattr(self.generator, "f", self.generator), f"sampler {self.name!r}")
+        counter = CountingVelocity(lambda z, _t: self.generator(z), self.check_finite,
+                                   f"the generator (sampler {self.name!r})")
+        return counter(noise, torch.ones(len(noise), dtype=noise.dtype))
 
 
 @contextlib.contextmanager
@@ -167,9 +177,23 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
     the public FGM-style code use), the generator's schedule and EMA from `config`. `validate(generator) -> score` (lower
     is better, e.g. the distance of its samples to the teacher's distribution) drives the trainer's stopping rule.
     """
+    check_training_args(generator, config, batch_size, "generator")
+    if not isinstance(generator, OneStepGenerator):
+        raise ArgumentError(f"generator must be a OneStepGenerator (e.g. OneStepGenerator.from_teacher(teacher, 0.1)), "
+                            f"got {type(generator).__name__}.")
+    require_velocity("teacher", teacher)
+    if not (isinstance(shape, (tuple, list)) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise ArgumentError(f"shape must be the data shape as a tuple of positive ints, e.g. (2,) or (1, 8, 8), got "
+                            f"{describe(shape)}.")
+    require_number("l1_weight", l1_weight, 0)
+    if online_lr is not None:
+        require_number("online_lr", online_lr, 0, low_open=True)
     if isinstance(teacher, nn.Module):
         teacher = teacher.eval().requires_grad_(False)
     online = trainable_copy(teacher, online)
+    run = {"fgm": True, "l1_weight": l1_weight, "t_star": generator.t_star, "teacher": identity(teacher),
+           "batch_size": batch_size, "shape": list(shape), "online_lr": online_lr, **(run_config or {})}
+    teacher = CountingVelocity(teacher, name="the teacher (FGM training)")
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
     state, log = FGMState(online, optimizer), OnlineLog(config.log_every)
 
@@ -179,7 +203,7 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
         return loss
 
     result = train(generator, loss_fn, config, ckpt_dir,
-                   run_config={"fgm": True, "l1_weight": l1_weight, "t_star": generator.t_star, **(run_config or {})},
+                   run_config=run,
                    progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback, validate=validate,
                    companions={"online": online, "online_optimizer": optimizer, "online_log": log})
     return result, log.history
@@ -188,12 +212,12 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
 def save_generator(path: Any, generator: OneStepGenerator, model_config: dict[str, Any], shape: tuple[int, ...],
                    **meta: Any) -> None:
     """Save a generator's net and t* (checksummed, atomic); `model_config` rebuilds the net (the teacher's)."""
-    save_velocity_model(path, generator.f, model_config, shape, t_star=generator.t_star, **meta)
+    if not isinstance(generator, OneStepGenerator):
+        raise ArgumentError(f"generator must be a OneStepGenerator, got {describe(generator)}.")
+    save_velocity_model(path, generator.f, model_config, shape, kind="generator", t_star=generator.t_star, **meta)
 
 
 def load_generator(path: Any, rebuild_hint: str = "") -> OneStepGenerator:
     """Rebuild a generator saved by `save_generator`, in eval mode with gradients off."""
-    state = load_checkpoint(path, rebuild_hint)
-    f = build_model(state["model_config"], tuple(state["shape"]))
-    f.load_state_dict(state["state_dict"])
-    return OneStepGenerator(f, state["meta"]["t_star"]).eval().requires_grad_(False)
+    state = load_checkpoint(path, rebuild_hint, kind="generator")
+    return OneStepGenerator(rebuild_net(state, path, rebuild_hint), state["meta"]["t_star"]).eval().requires_grad_(False)

@@ -17,10 +17,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..artifacts import load_checkpoint, save_checkpoint
-from ..flow import TrainConfig, TrainResult, linear_path, train
+from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..errors import require_number, require_velocity
+from ..flow import TrainConfig, TrainResult, check_training_args, data_identity, identity, linear_path, train
 from ..models import VelocityRefiner
-from ..solvers.nfe import Velocity
+from ..solvers.nfe import CountingVelocity, Velocity
 
 
 def refiner_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_max: float,
@@ -54,27 +55,35 @@ def train_refiner(teacher: Velocity, refiner: nn.Module, sample_batch: Callable[
 
     With `heldout` data and `config.val_every`, training stops at the plateau of `refiner_val_loss` on it (or at the
     cap `config.steps`) and the best EMA refiner is returned."""
-    if not 0.0 < delta_max <= 1.0:
-        raise ValueError(f"delta_max must lie in (0, 1], got {delta_max} (the paper uses 0.12).")
+    check_training_args(refiner, config, batch_size, "refiner")
+    require_velocity("teacher", teacher)
+    require_number("delta_max", delta_max, 0, 1, low_open=True)
+    run = {"delta_max": delta_max, "batch": batch_size, "teacher": identity(teacher), "data": data_identity(sample_batch),
+           "heldout": identity(heldout) if heldout is not None else None, **(run_config or {})}
+    teacher_field = CountingVelocity(teacher, name="the teacher (refiner training)")
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
-        return refiner_loss(net, teacher, sample_batch(batch_size, generator), delta_max, generator)
+        return refiner_loss(net, teacher_field, sample_batch(batch_size, generator), delta_max, generator)
 
-    validate = None if heldout is None else (lambda r: refiner_val_loss(r, teacher, heldout, delta_max))
-    return train(refiner, loss_fn, config, ckpt_dir, run_config={"delta_max": delta_max, "batch": batch_size,
-                                                                **(run_config or {})}, progress=progress, desc="refiner",
+    validate = None if heldout is None else (lambda r: refiner_val_loss(r, teacher_field, heldout, delta_max))
+    return train(refiner, loss_fn, config, ckpt_dir, run_config=run, progress=progress, desc="refiner",
                  validate=validate)
 
 
 def save_refiner(path: str | Path, refiner: VelocityRefiner, config: dict[str, Any], **meta: Any) -> None:
     """Save the refiner's (EMA) weights with the config that rebuilds it (checksummed, atomic)."""
     save_checkpoint({"config": dict(config), "shape": list(refiner.shape), "state_dict": refiner.state_dict(),
-                     "meta": meta}, path)
+                     "meta": meta}, path, kind="refiner")
 
 
 def load_refiner(path: str | Path, rebuild_hint: str = "") -> VelocityRefiner:
     """Rebuild a refiner saved by `save_refiner`, in eval mode with gradients off."""
-    state = load_checkpoint(path, rebuild_hint)
-    refiner = VelocityRefiner(tuple(state["shape"]), state["config"])
-    refiner.load_state_dict(state["state_dict"])
+    state = load_checkpoint(path, rebuild_hint, kind="refiner")
+    try:
+        refiner = VelocityRefiner(tuple(state["shape"]), state["config"])
+        refiner.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not rebuild into its refiner ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:200]}). Rebuild it: {rebuild_hint or 'train it again'}."
+                              ) from None
     return refiner.eval().requires_grad_(False)

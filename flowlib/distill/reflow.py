@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from ..flow import TrainConfig, TrainResult, linear_path, train, trainable_copy
 
 
@@ -18,7 +19,7 @@ def reflow_times(n: int, generator: torch.Generator, k: int | None = None, eps: 
     if k is None:
         return eps + (1 - eps) * torch.rand(n, generator=generator)
     if k < 1:
-        raise ValueError(f"Distill-k-Reflow needs k >= 1, got {k}.")
+        raise ArgumentError(f"Distill-k-Reflow needs k >= 1, got {k}.")
     return eps + (1 - eps) * torch.randint(k, (n,), generator=generator).float() / k
 
 

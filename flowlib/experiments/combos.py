@@ -18,6 +18,7 @@ from torch import nn
 
 from ..claims import compare
 from ..config import Params
+from ..errors import ArgumentError
 from ..flow import load_velocity_model
 from ..solvers.bespoke import BespokeSampler
 from ..solvers.flowturbo import FlowTurboSampler
@@ -30,7 +31,7 @@ GAINS = {"better": "adds up", "within noise": "no gain over the best part", "wor
 def boss_network(params: Params, teacher: str, k: int) -> nn.Module:
     """BOSS's fully finetuned network at K steps (stage `boss@<teacher>`)."""
     if k not in params.boss.finetune_k:
-        raise ValueError(f"combos.k = {k} is not one of boss.finetune_k {params.boss.finetune_k}: BOSS straightened no "
+        raise ArgumentError(f"combos.k = {k} is not one of boss.finetune_k {params.boss.finetune_k}: BOSS straightened no "
                          f"network at {k} steps. Set combos.k to one of them.")
     path = params.artifacts / "boss" / teacher / f"{BOSS_SOLVER}-k{k}.pt"
     return load_velocity_model(path, rebuild_hint(f"boss@{teacher}"))
@@ -39,7 +40,7 @@ def boss_network(params: Params, teacher: str, k: int) -> nn.Module:
 def flowturbo_schedule(k: int) -> str:
     """The P-only FlowTurbo schedule with exactly k teacher calls: H1P(k−2) (k − 1 steps)."""
     if k < 3:
-        raise ValueError(f"A FlowTurbo schedule with a pseudo-corrector step needs at least 3 teacher calls, got K = {k}.")
+        raise ArgumentError(f"A FlowTurbo schedule with a pseudo-corrector step needs at least 3 teacher calls, got K = {k}.")
     return f"H1P{k - 2}"
 
 

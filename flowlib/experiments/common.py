@@ -193,7 +193,8 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     start = time.perf_counter()
     samples = sampler(noise)
     info = {"nfe": sampler.nfe, "seconds": time.perf_counter() - start, "rtol": params.eval.gt_rtol, "atol": params.eval.gt_atol}
-    save_checkpoint({"noise": noise, "samples": samples, **info}, teacher_dir(params, name) / "ground_truth.pt")
+    save_checkpoint({"noise": noise, "samples": samples, **info}, teacher_dir(params, name) / "ground_truth.pt",
+                    kind="ground_truth")
     return info
 
 
@@ -258,7 +259,7 @@ def load_context(params: Params, name: str) -> TeacherContext:
     dataset = dataset_for(params, tp.dataset)
     model = load_teacher(params, name)
     hint = rebuild_hint(f"teacher@{name}")
-    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", hint)
+    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", hint, kind="ground_truth")
     ref = load_checkpoint(reference_path(params, name), hint)
     meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt", hint)["meta"]
     extractor = feature_extractor(params, dataset) if dataset.is_image else None  # built once, used by both metrics

@@ -19,6 +19,7 @@ from ..claims import EXACT_TEACHER, Claim, compare, not_run, unconverged, unless
 from ..config import Params
 from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, train_fgm
 from ..distill.reflow import reflow
+from ..errors import ArgumentError
 from ..evaluate import lookup, with_band
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
@@ -92,7 +93,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     elif init == "random":
         generator = OneStepGenerator(seeded_student(params, ctx, fp.seed), t_star)
     else:
-        raise ValueError(f"init must be 'teacher' or 'random', got {init!r}.")
+        raise ArgumentError(f"init must be 'teacher' or 'random', got {init!r}.")
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
     result, online = train_fgm(ctx.model, generator, ctx.dataset.shape, fp.batch_size, fp.train, online_lr=fp.online_lr,
                                l1_weight=l1_weight, online=student_start(params, ctx),

@@ -5,6 +5,7 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ArgumentError
 from .embeddings import SinusoidalTimeEmbedding
 from .mixture import GaussianMixtureVelocity, ring_mixture
 from .mlp import MLPVelocity
@@ -19,7 +20,7 @@ def build_model(config: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
     config = dict(config)
     arch = config.pop("arch", None)
     if arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown model arch {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
+        raise ArgumentError(f"Unknown model arch {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
     for key in ("channel_mult", "attention_levels"):
         if key in config:
             config[key] = tuple(config[key])

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
+
 
 class SinusoidalTimeEmbedding(nn.Module):
     """Map t of shape [B] to [B, dim] features sin/cos(f t) with f spaced geometrically in [1, max_freq].
@@ -16,7 +18,7 @@ class SinusoidalTimeEmbedding(nn.Module):
     def __init__(self, dim: int, max_freq: float = 1000.0):
         super().__init__()
         if dim % 2:
-            raise ValueError(f"time embedding dim must be even, got {dim}")
+            raise ArgumentError(f"time embedding dim must be even, got {dim}")
         freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), dim // 2))
         self.register_buffer("freqs", freqs, persistent=False)
 

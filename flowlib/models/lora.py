@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
+
 
 class LoRALayer(nn.Module):
     """A frozen Linear or Conv2d plus a trainable rank-`rank` update of its weight."""
@@ -20,7 +22,7 @@ class LoRALayer(nn.Module):
     def __init__(self, base: nn.Linear | nn.Conv2d, rank: int, alpha: float):
         super().__init__()
         if rank < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+            raise ArgumentError(f"LoRA rank must be >= 1, got {rank}")
         self.base = base.requires_grad_(False)
         self.scale = alpha / rank
         out_features = base.weight.shape[0]

@@ -18,8 +18,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import FlowlibError
 
-class MixtureError(ValueError):
+
+class MixtureError(FlowlibError, ValueError):
     """Mixture parameters that do not define a distribution."""
 
 

@@ -5,6 +5,7 @@ import math
 
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from .embeddings import SinusoidalTimeEmbedding, shared_time
 
 
@@ -20,7 +21,7 @@ class MLPVelocity(nn.Module):
                  out_shape: tuple[int, ...] | None = None):
         super().__init__()
         if depth < 2:
-            raise ValueError(f"MLPVelocity needs depth >= 2, got {depth}")
+            raise ArgumentError(f"MLPVelocity needs depth >= 2, got {depth}")
         self.shape = tuple(shape)
         self.out_shape = tuple(out_shape or shape)  # another output shape: the velocity refiner's body
         dim = math.prod(self.shape)

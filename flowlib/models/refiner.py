@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from .mlp import MLPVelocity
 from .unet import UNetVelocity
 
@@ -34,7 +35,7 @@ class VelocityRefiner(nn.Module):
             self.body = UNetVelocity(stacked, out_channels=self.shape[0], **config)
             final = self.body.out[-1]
         else:
-            raise ValueError(f"Unknown refiner arch {arch!r}; choose 'mlp' or 'unet'.")
+            raise ArgumentError(f"Unknown refiner arch {arch!r}; choose 'mlp' or 'unet'.")
         nn.init.zeros_(final.weight)
         nn.init.zeros_(final.bias)
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from .embeddings import SinusoidalTimeEmbedding
 
 
@@ -70,7 +71,7 @@ class UNetVelocity(nn.Module):
         c, h, w = shape
         factor = 2 ** (len(channel_mult) - 1)
         if h % factor or w % factor:
-            raise ValueError(f"UNetVelocity: image size {h}x{w} is not divisible by {factor} ({len(channel_mult)} levels)")
+            raise ArgumentError(f"UNetVelocity: image size {h}x{w} is not divisible by {factor} ({len(channel_mult)} levels)")
         self.shape = tuple(shape)
         temb_dim = 4 * width
         self.time_embed = nn.Sequential(

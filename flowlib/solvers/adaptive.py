@@ -6,8 +6,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .grids import as_time_grid
-from .nfe import Velocity
+from ..errors import require_number
+from .grids import GridError, as_time_grid
+from .nfe import CountingVelocity, Velocity
 
 
 def solve_adaptive(
@@ -19,16 +20,20 @@ def solve_adaptive(
 ) -> Tensor:
     """Solve from t = 0 to t = 1 with dopri5; returns x(1), or x at every entry of `times` (first axis).
 
-    `times` must start at 0 (the time of `x0`), be increasing and end at most at 1.
+    `times` must start at 0 (the time of `x0`), be increasing and end at most at 1. A plain field is called through
+    flowlib's checking layer with a NaN/inf check on every call (dopri5 would otherwise stall on a NaN with
+    torchdiffeq's "underflow in dt").
     """
     from torchdiffeq import odeint
 
-    if rtol <= 0 or atol <= 0:
-        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}.")
+    require_number("rtol", rtol, 0, low_open=True)
+    require_number("atol", atol, 0, low_open=True)
     t = as_time_grid([0.0, 1.0] if times is None else times).to(device=x0.device, dtype=torch.float64)
     if t[0] != 0:
-        raise ValueError(f"`times` must start at 0 (the time of x0), got {t[0].item()}.")
+        raise GridError(f"`times` must start at 0 (the time of x0), got {t[0].item()}.")
     batch = x0.shape[0]
+    if not isinstance(velocity, CountingVelocity):
+        velocity = CountingVelocity(velocity, name="the velocity field (adaptive dopri5 solve)")
 
     def rhs(t_scalar: Tensor, x: Tensor) -> Tensor:
         return velocity(x, t_scalar.to(x.dtype).expand(batch))

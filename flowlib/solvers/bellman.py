@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import ArgumentError, require_int, require_velocity
 from .grids import uniform_grid
-from .nfe import Velocity
+from .nfe import CountingVelocity, Velocity, check_noise
 from .samplers import ODESampler
 
 
@@ -28,7 +29,12 @@ class EulerRollout:
 
 @torch.no_grad()
 def euler_rollout(velocity: Velocity, noise: Tensor, n_fine: int = 100) -> EulerRollout:
-    """The teacher's N-step uniform Euler trajectory from `noise`, keeping every state and velocity."""
+    """The teacher's N-step uniform Euler trajectory from `noise`, keeping every state and velocity (every call
+    checked for shape and NaN/inf: a cost matrix built on a NaN would pick a meaningless grid)."""
+    require_velocity("velocity", velocity)
+    check_noise(noise, velocity, "the Bellman rollout")
+    require_int("n_fine", n_fine)
+    velocity = CountingVelocity(velocity, name="the velocity field (Bellman rollout)")
     times = uniform_grid(n_fine)
     xs, vs = [noise], []
     x = noise
@@ -59,10 +65,10 @@ def euler_cost_matrix(rollout: EulerRollout) -> Tensor:
 
 def _check_cost_and_k(cost: Tensor, k: int) -> int:
     if cost.dim() != 2 or cost.shape[0] != cost.shape[1] or cost.shape[0] < 2:
-        raise ValueError(f"The cost matrix must be square (N+1) x (N+1) with N >= 1, got shape {tuple(cost.shape)}.")
+        raise ArgumentError(f"The cost matrix must be square (N+1) x (N+1) with N >= 1, got shape {tuple(cost.shape)}.")
     n = cost.shape[0] - 1
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
-        raise ValueError(f"K (the number of Euler steps) must be an integer in [1, {n}] for a fine grid of {n} intervals, "
+        raise ArgumentError(f"K (the number of Euler steps) must be an integer in [1, {n}] for a fine grid of {n} intervals, "
                          f"got {k!r}.")
     return n
 
@@ -111,6 +117,7 @@ def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100
     >>> sampler.nfe, sampler.time_grid[0].item(), sampler.time_grid[-1].item()
     (4, 0.0, 1.0)
     """
+    require_int("k", k)
     rollout = euler_rollout(velocity, noise, n_fine)
     path = bellman_grid(euler_cost_matrix(rollout), k)
     return ODESampler(velocity, rollout.times[path], "euler", name=f"bellman-euler-k{k}")

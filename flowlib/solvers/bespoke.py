@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError, describe
 from .nfe import Velocity
 from .samplers import CountingSampler
 
@@ -89,9 +90,9 @@ class BespokeSolver(nn.Module):
     def __init__(self, base: str, n: int):
         super().__init__()
         if base not in BASES:
-            raise ValueError(f"Unknown Bespoke base solver {base!r}; choose one of {', '.join(BASES)}.")
+            raise ArgumentError(f"Unknown Bespoke base solver {base!r}; choose one of {', '.join(BASES)}.")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"A Bespoke solver needs a positive integer number of steps, got n={n!r}.")
+            raise ArgumentError(f"A Bespoke solver needs a positive integer number of steps, got n={n!r}.")
         self.base, self.n = base, n
         m = self.points
         one = float(inverse_softplus(torch.tensor(1.0, dtype=torch.float64)))
@@ -139,7 +140,7 @@ class BespokeSolver(nn.Module):
         t, s, t_dot, s_dot = transform(r)
         inc = t.diff()
         if (inc <= 0).any() or (t_dot[:-1] <= 0).any() or (s <= 0).any() or abs(float(s[0]) - 1) > 1e-12:
-            raise ValueError("A scale-time transform needs t increasing, ṫ > 0, s > 0 and s_0 = 1.")
+            raise ArgumentError("A scale-time transform needs t increasing, ṫ > 0, s > 0 and s_0 = 1.")
         with torch.no_grad():
             solver.t_raw.copy_(inverse_softplus(inc[:-1] / inc[-1]))
             solver.t_dot_raw.copy_(inverse_softplus(t_dot[:-1]))
@@ -205,8 +206,11 @@ class BespokeSolver(nn.Module):
 class BespokeSampler(CountingSampler):
     """A Bespoke solver on a velocity field as a `Sampler` (`.nfe` counted, `.name` like `bespoke-rk2`)."""
 
-    def __init__(self, velocity: Velocity, solver: BespokeSolver, name: str | None = None):
-        super().__init__(velocity)
+    def __init__(self, velocity: Velocity, solver: BespokeSolver, name: str | None = None, check_finite: bool = True):
+        super().__init__(velocity, check_finite)
+        if not isinstance(solver, BespokeSolver):
+            raise ArgumentError(f"solver must be a trained BespokeSolver (flowlib.fit_bespoke(...).solver, or "
+                                f"flowlib.distill.bespoke.load_bespoke(path)), got {describe(solver)}.")
         self.solver = solver
         self.name = name or solver.name
         self._nfe = solver.nfe

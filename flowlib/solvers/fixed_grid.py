@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import ArgumentError
 from .grids import as_time_grid
 from .nfe import Velocity
 
@@ -44,7 +45,7 @@ def get_tableau(method: str) -> ButcherTableau:
     try:
         return TABLEAUS[method]
     except KeyError:
-        raise ValueError(f"Unknown solver method {method!r}; choose one of {', '.join(METHODS)}.") from None
+        raise ArgumentError(f"Unknown solver method {method!r}; choose one of {', '.join(METHODS)}.") from None
 
 
 def _combine(x: Tensor, h: Tensor | float, coeffs: Sequence[float], ks: Sequence[Tensor]) -> Tensor:

@@ -23,13 +23,14 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .nfe import CountingVelocity, NonFiniteError, Velocity
+from ..errors import ArgumentError, FlowlibError, describe, require_velocity
+from .nfe import CountingVelocity, NonFiniteError, Velocity, check_noise
 
 Refiner = Callable[[Tensor, Tensor, Tensor], Tensor]
 STEP_KINDS = "HPR"
 
 
-class ScheduleError(ValueError):
+class ScheduleError(FlowlibError, ValueError):
     """A FlowTurbo schedule string that cannot be run."""
 
 
@@ -150,6 +151,12 @@ class FlowTurboSampler:
     def __init__(self, velocity: nn.Module | Velocity, schedule: str | Schedule, refiner: Refiner | None = None, *,
                  compiled: bool = False, steps: dict[str, Callable] | None = None, name: str | None = None,
                  check_finite: bool = True):
+        require_velocity("velocity", velocity)
+        if not isinstance(schedule, (str, Schedule)):
+            raise ArgumentError(f"schedule must be a FlowTurbo schedule such as 'H1P4R2' (or a Schedule), got "
+                                f"{describe(schedule)}; the NFE follows from the schedule.")
+        if refiner is not None:
+            require_velocity("refiner", refiner, arity=3)
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.parse(schedule)
         if self.schedule.count("R") and refiner is None:
             raise ScheduleError(f"Schedule {self.schedule} has refiner steps but no refiner was given; train one "
@@ -166,16 +173,25 @@ class FlowTurboSampler:
 
     @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
+        check_noise(noise, self.velocity, f"sampler {self.name!r}")
         if self.compiled:
             out = self._run(noise, self.steps, self.velocity, self.refiner)
             self._nfe, self.refiner_calls = self.schedule.teacher_calls, self.schedule.refiner_calls  # = the eager count
-            return out
-        teacher = CountingVelocity(self.velocity, self.check_finite, name=f"the velocity field (sampler {self.name!r})")
-        refiner = (CountingVelocity(self.refiner, self.check_finite, name=f"the refiner (sampler {self.name!r})")
-                   if self.refiner is not None else None)
-        out = self._run(noise, None, teacher, refiner)
-        self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
+        else:
+            teacher, refiner = self._counters(per_call=False)
+            out = self._run(noise, None, teacher, refiner)
+            self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
+        if self.check_finite and not torch.isfinite(out).all():  # one check per call; locate the bad call on failure
+            self._run(noise, None, *self._counters(per_call=True))
+            raise NonFiniteError(f"sampler {self.name!r}: the samples contain NaN or inf although every call of the "
+                                 "teacher and refiner was finite (a step overflowed?); pass check_finite=False to skip.")
         return out
+
+    def _counters(self, per_call: bool) -> tuple[CountingVelocity, CountingVelocity | None]:
+        teacher = CountingVelocity(self.velocity, self.check_finite, f"the velocity field (sampler {self.name!r})", per_call)
+        refiner = (CountingVelocity(self.refiner, self.check_finite, f"the refiner (sampler {self.name!r})", per_call)
+                   if self.refiner is not None else None)
+        return teacher, refiner
 
     def _run(self, noise: Tensor, steps: dict[str, Callable] | None, velocity: Velocity, refiner: Refiner | None) -> Tensor:
         grid = torch.linspace(0.0, 1.0, self.schedule.n_steps + 1, dtype=noise.dtype, device=noise.device)
@@ -188,9 +204,6 @@ class FlowTurboSampler:
                 x, cache = steps["P"](x, cache, t0, t1) if steps else pseudo_step(velocity, x, cache, t0, t1)
             else:
                 x, cache = steps["R"](x, cache, t0, t1) if steps else refiner_step(refiner, x, cache, t0, t1)
-            if steps and self.check_finite and not torch.isfinite(x).all():  # eager steps are checked per call
-                raise NonFiniteError(f"sampler {self.name!r}: NaN or inf after step {i + 1} ({kind}, t = {float(t0):.4g} "
-                                     f"to {float(t1):.4g}); pass check_finite=False to skip this check.")
         return x
 
 

@@ -11,8 +11,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import FlowlibError
 
-class GridError(ValueError):
+
+class GridError(FlowlibError, ValueError):
     """A time grid that no solver can integrate over."""
 
 
@@ -30,6 +32,9 @@ def as_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
         raise GridError("A time grid is a sequence of times or an int number of steps, got a bool.")
     if isinstance(time_grid, int):
         return uniform_grid(time_grid)
+    if isinstance(time_grid, float):
+        raise GridError(f"A time grid is a sequence of times or an int number of uniform steps, got the float "
+                        f"{time_grid!r}; pass an int (e.g. {max(1, round(time_grid))}) or a list of times from 0 to 1.")
     if isinstance(time_grid, Tensor):
         if time_grid.is_complex() or time_grid.dtype == torch.bool:
             raise GridError(f"A time grid must hold real numbers, got dtype {time_grid.dtype}.")
