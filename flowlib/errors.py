@@ -19,6 +19,12 @@ class ArgumentError(FlowlibError, TypeError, ValueError):
     """A public function or constructor got an argument of the wrong type or an impossible value."""
 
 
+def exception_line(exc: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message` (at most `limit` characters of it), for quoting a caught error in ours."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
 def describe(value: Any) -> str:
     """A short description of a value for an error message: its type, and the value when it is small."""
     text = repr(value)

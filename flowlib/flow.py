@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint
-from .errors import ArgumentError, FlowlibError, require_int
+from .errors import ArgumentError, FlowlibError, exception_line, require_int
 
 
 def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -218,8 +218,8 @@ def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int
     try:
         probe = sample_batch(n, torch.Generator().manual_seed(20240601))
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
-        raise ArgumentError(f"sample_batch(n, generator) failed on a probe call (n={n}): {type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0][:200]}. It must take (n, torch.Generator) and return "
+        raise ArgumentError(f"sample_batch(n, generator) failed on a probe call (n={n}): {exception_line(exc)}. "
+                            "It must take (n, torch.Generator) and return "
                             "n data points.") from exc
     if not isinstance(probe, Tensor) or not probe.is_floating_point() or probe.dim() < 2 or len(probe) != n:
         got = f"shape {tuple(probe.shape)}, dtype {probe.dtype}" if isinstance(probe, Tensor) else type(probe).__name__
@@ -311,7 +311,7 @@ def train(
                     rule.load_state_dict(state["rule"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{ckpt_path} matches this run's configuration but cannot be resumed "
-                                      f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); delete it to "
+                                      f"({exception_line(exc)}); delete it to "
                                       "train from scratch.") from None
         elif rank == 0:
             saved = state.get("fingerprint_parts", {})
@@ -513,18 +513,19 @@ def save_velocity_model(path: str | Path, model: nn.Module, model_config: dict, 
     )
 
 
-def rebuild_net(state: dict, path: str | Path, rebuild_hint: str = "") -> nn.Module:
-    """The network a velocity-model or generator checkpoint describes, with its weights; a file whose config or
-    weights do not fit each other is a `CheckpointError`, never a raw traceback."""
+def rebuild_net(state: dict, path: str | Path, rebuild_hint: str = "",
+                build: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """The network a checkpoint describes, with its weights: `build()` (default: `build_model` from the velocity-model
+    and generator format's `model_config` and `shape`) loaded with `state["state_dict"]`. A file whose config or weights
+    do not fit each other is a `CheckpointError`, never a raw traceback."""
     from .models import build_model
 
     try:
-        model = build_model(state["model_config"], tuple(state["shape"]))
+        model = build() if build is not None else build_model(state["model_config"], tuple(state["shape"]))
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         fix = f" Rebuild it with: {rebuild_hint}" if rebuild_hint else " Rebuild it with the step that wrote it."
-        raise CheckpointError(f"{path} does not rebuild into its network ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0][:200]}).{fix}") from None
+        raise CheckpointError(f"{path} does not rebuild into its network ({exception_line(exc)}).{fix}") from None
     return model
 
 

@@ -17,9 +17,18 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..artifacts import load_checkpoint, save_checkpoint
 from ..errors import require_number, require_velocity
-from ..flow import TrainConfig, TrainResult, check_training_args, data_identity, identity, linear_path, train
+from ..flow import (
+    TrainConfig,
+    TrainResult,
+    check_training_args,
+    data_identity,
+    identity,
+    linear_path,
+    rebuild_net,
+    train,
+)
 from ..models import VelocityRefiner
 from ..solvers.nfe import CountingVelocity, Velocity
 
@@ -79,11 +88,5 @@ def save_refiner(path: str | Path, refiner: VelocityRefiner, config: dict[str, A
 def load_refiner(path: str | Path, rebuild_hint: str = "") -> VelocityRefiner:
     """Rebuild a refiner saved by `save_refiner`, in eval mode with gradients off."""
     state = load_checkpoint(path, rebuild_hint, kind="refiner")
-    try:
-        refiner = VelocityRefiner(tuple(state["shape"]), state["config"])
-        refiner.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not rebuild into its refiner ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0][:200]}). Rebuild it: {rebuild_hint or 'train it again'}."
-                              ) from None
+    refiner = rebuild_net(state, path, rebuild_hint, build=lambda: VelocityRefiner(tuple(state["shape"]), state["config"]))
     return refiner.eval().requires_grad_(False)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..errors import ArgumentError, FlowlibError, describe
+from ..errors import ArgumentError, FlowlibError, describe, exception_line
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
@@ -66,7 +66,7 @@ class CountingVelocity:
             except (RuntimeError, TypeError, IndexError) as exc:
                 raise VelocityCallError(
                     f"{self.name} failed on its first call, with x of shape {tuple(x.shape)} and dtype {x.dtype} on "
-                    f"{x.device}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}. Does the noise match "
+                    f"{x.device}: {exception_line(exc, 300)}. Does the noise match "
                     "the field's input (shape, dtype, device), and does the field take (x, t)?") from exc
         else:
             out = self.velocity(x, t, *rest)
