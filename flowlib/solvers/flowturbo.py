@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError, FlowlibError, describe, require_velocity
-from .nfe import CountingVelocity, NonFiniteError, Velocity, check_noise
+from .nfe import CountingVelocity, Velocity, check_noise, ensure_finite
 
 Refiner = Callable[[Tensor, Tensor, Tensor], Tensor]
 STEP_KINDS = "HPR"
@@ -181,10 +181,8 @@ class FlowTurboSampler:
             teacher, refiner = self._counters(per_call=False)
             out = self._run(noise, None, teacher, refiner)
             self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
-        if self.check_finite and not torch.isfinite(out).all():  # one check per call; locate the bad call on failure
-            self._run(noise, None, *self._counters(per_call=True))
-            raise NonFiniteError(f"sampler {self.name!r}: the samples contain NaN or inf although every call of the "
-                                 "teacher and refiner was finite (a step overflowed?); pass check_finite=False to skip.")
+        ensure_finite(out, lambda: self._run(noise, None, *self._counters(per_call=True)), f"sampler {self.name!r}",
+                      self.check_finite)
         return out
 
     def _counters(self, per_call: bool) -> tuple[CountingVelocity, CountingVelocity | None]:

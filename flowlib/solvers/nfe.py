@@ -124,16 +124,20 @@ def check_noise(noise: Any, field: Any, who: str) -> None:
                             f"{shape}; draw noise as torch.randn(batch, {', '.join(map(str, shape))}).")
 
 
-def run_checked(integrate: Callable[[CountingVelocity], Tensor], velocity: Velocity, noise: Tensor, name: str,
-                check_finite: bool) -> tuple[Tensor, int]:
-    """`integrate(counter)` through a `CountingVelocity`; returns (output, NFE).
-
-    One NaN/inf check of the output per call (cheap); only when it fails is the same noise integrated again with a
-    check after every evaluation, so the error names the first evaluation and time that went non-finite."""
-    counter = CountingVelocity(velocity, check_finite, name=name, per_call=False)
-    out = integrate(counter)
+def ensure_finite(out: Tensor, rerun_per_call: Callable[[], Any], name: str, check_finite: bool) -> None:
+    """A sampler's one NaN/inf check of its samples `out`. Only when it fails is `rerun_per_call()` run: the same noise
+    again with every evaluation checked, which raises naming the first evaluation and time that went non-finite."""
     if check_finite and not torch.isfinite(out).all():
-        integrate(CountingVelocity(velocity, True, name=name, per_call=True))  # raises at the first bad evaluation
+        rerun_per_call()
         raise NonFiniteError(f"{name}: the samples contain NaN or inf although every evaluation of the field was "
                              "finite (a step overflowed?); try more steps, or pass check_finite=False to skip this check.")
+
+
+def run_checked(integrate: Callable[[CountingVelocity], Tensor], velocity: Velocity, name: str,
+                check_finite: bool) -> tuple[Tensor, int]:
+    """`integrate(counter)` through a `CountingVelocity`, its samples checked once (`ensure_finite`); returns
+    (output, NFE)."""
+    counter = CountingVelocity(velocity, check_finite, name=name, per_call=False)
+    out = integrate(counter)
+    ensure_finite(out, lambda: integrate(CountingVelocity(velocity, True, name=name, per_call=True)), name, check_finite)
     return out, counter.nfe

@@ -54,7 +54,7 @@ class CountingSampler:
     @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
         check_noise(noise, self.velocity, f"sampler {self.name!r}")
-        out, self._nfe = run_checked(lambda v: self.integrate(v, noise), self.velocity, noise,
+        out, self._nfe = run_checked(lambda v: self.integrate(v, noise), self.velocity,
                                      f"the velocity field (sampler {self.name!r})", self.check_finite)
         return out
 
