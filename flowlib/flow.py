@@ -219,8 +219,7 @@ def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int
         probe = sample_batch(n, torch.Generator().manual_seed(20240601))
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
         raise ArgumentError(f"sample_batch(n, generator) failed on a probe call (n={n}): {exception_line(exc)}. "
-                            "It must take (n, torch.Generator) and return "
-                            "n data points.") from exc
+                            "It must take (n, torch.Generator) and return n data points.") from exc
     if not isinstance(probe, Tensor) or not probe.is_floating_point() or probe.dim() < 2 or len(probe) != n:
         got = f"shape {tuple(probe.shape)}, dtype {probe.dtype}" if isinstance(probe, Tensor) else type(probe).__name__
         raise ArgumentError(f"sample_batch({n}, generator) must return a floating tensor [{n}, ...]; got {got}.")
