@@ -14,6 +14,7 @@ ifneq ($(PROFILE),)
 	$(BIN)/python -m flowlib.config use $(PROFILE)
 endif
 	mkdir -p data  # tracked by data.dvc: empty in the default profile, CIFAR-10 + Inception for cifar10
+	[ -n "$$(ls -A data)" ] || $(BIN)/dvc commit --force --quiet data.dvc  # the empty folder's entry in the cache: `dvc status` stays clean
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	$(BIN)/python -m flowlib.report readme
 
@@ -50,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py
 	$(BIN)/python bench/bench_flowturbo.py
 	$(BIN)/python bench/bench_checks.py
+	$(BIN)/python bench/bench_samplers.py
 
 clean-venv:
 	rm -rf $(VENV)

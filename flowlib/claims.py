@@ -9,10 +9,13 @@ validation plateau says nothing about the method: `inconclusive` replaces it, wi
 """
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import asdict, dataclass, replace
+import string
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
@@ -20,6 +23,8 @@ from torch import Tensor
 
 from .artifacts import atomic_path, write_text
 from .errors import FlowlibError
+from .evaluate import lookup, with_band
+from .layout import Layout
 
 VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive", "not run")
 NEGATIVE = ("does not hold", "partly holds")  # verdicts that an unconverged component makes inconclusive
@@ -137,25 +142,145 @@ def unless_converged(claim: Claim, reasons: list[str]) -> Claim:
 
 
 EXACT_TEACHER = "the exact teacher (closed-form velocity) has "
+UNTESTABLE_CRITERION = "needs the paper's own data and models"
 
 
-def not_run(claims: list[Claim], reasons: dict[str, str]) -> list[Claim]:
-    """`claims` with each claim named in `reasons` marked `not run`, the reason as its numbers: a setting that
-    cannot test the claim (e.g. finetuning the weights of a teacher that has none) says so instead of failing it."""
-    return [replace(c, ours=f"not run: {reasons[c.claim_id]}", verdict="not run") if c.claim_id in reasons else c
-            for c in claims]
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim of a paper as data: what it says, the paper's number, and the criterion our numbers must meet.
+
+    `criterion` may name `{rule}` (the noise-band rule at `eval.band_sigmas`), `{sigmas}` and any field a check returns
+    in `Finding.fields`. `reads` says which result rows or evidence the check reads. `exact`: why an exact (closed-form)
+    teacher cannot test it (the claim is then `not run` there, with that reason). `untestable`: why no profile here can
+    test it at all (always `not run`, no check function).
+    """
+
+    paper: str
+    claim_id: str
+    claim: str
+    criterion: str
+    paper_number: str
+    reads: str = "-"
+    exact: str | None = None
+    untestable: str | None = None
 
 
-def untestable(paper: str, teacher: str, items: Iterable[tuple[str, str, str, str]]) -> list[Claim]:
-    """Claims of the paper that this setting cannot test, as `not run` rows so the scorecard stays complete.
+@dataclass
+class Finding:
+    """What one claim's check found: our numbers as text, the per-case outcomes the verdict counts, and the
+    unconverged components the claim rests on (a negative verdict then reads `inconclusive`)."""
 
-    `items`: (claim_id, claim, paper's number, reason)."""
-    return [Claim(paper, teacher, cid, text, "needs the paper's own data and models", number, f"not run: {reason}", "not run")
-            for cid, text, number, reason in items]
+    ours: str
+    cases: list[bool | None]
+    unconverged: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)  # values the criterion's text names
+
+
+class Evidence:
+    """Everything a paper's checks read: the result rows (`df`: baselines and the paper's rows), params, the teacher,
+    and the paper's extra evidence by name (e.g. `grids` for BOSS), with the lookups every check shares."""
+
+    def __init__(self, df: pd.DataFrame, params: Any, teacher: str, **extra: Any) -> None:
+        self.df, self.params, self.teacher, self.extra = df, params, teacher, extra
+        self.sigmas = float(params.eval.band_sigmas)
+        self.rule = f"beyond the noise band ({self.sigmas:g} standard deviations of the difference)"
+
+    def __getattr__(self, name: str) -> Any:
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise ClaimError(f"A claim check needs the evidence {name!r}, which was not given; pass {name}=... to check_claims "
+                         f"(given: {sorted(extra) or 'none'}).")
+
+    def value(self, solver: str, nfe: int | None, col: str = "gt_distance") -> float:
+        """`col` of the row of `solver` at `nfe` (any NFE if None); NaN when missing."""
+        return lookup(self.df, solver, nfe, col)
+
+    def band(self, solver: str, nfe: int | None, col: str = "gt_distance") -> str:
+        """`value±std` of `col`, as the claims write it."""
+        return with_band(self.df, solver, nfe, col)
+
+    def vs(self, a: str, ka: int | None, b: str, kb: int | None, col: str = "gt_distance", scale: float = 1.0) -> str:
+        """`compare` of sampler a at ka against `scale` × sampler b at kb on `col` (lower is better), beyond the band."""
+        return compare(self.value(a, ka, col), scale * self.value(b, kb, col), self.value(a, ka, col + "_std"),
+                       scale * self.value(b, kb, col + "_std"), self.sigmas)
+
+    def trained(self, solver: str, nfe: int | None) -> str:
+        """How the row's network was trained: steps and whether it reached its validation plateau."""
+        steps, converged = training_of(self.df, solver, nfe)
+        if math.isnan(steps):
+            return "-"
+        return f"{steps:.0f} steps, " + ("plateau" if converged else "cap, still improving")
+
+
+Check = Callable[[Evidence], Finding]
+SPECS: dict[str, list[ClaimSpec]] = {}
+CHECKS: dict[tuple[str, str], Check] = {}
+
+
+def paper_claims(paper: str, specs: list[ClaimSpec]) -> list[ClaimSpec]:
+    """Register a paper's claims (in the order its table lists them); returns them."""
+    if any(s.paper != paper for s in specs) or len({s.claim_id for s in specs}) != len(specs):
+        raise ClaimError(f"The claims of {paper!r} must all name that paper and have distinct ids.")
+    SPECS[paper] = specs
+    return specs
+
+
+def check(paper: str, claim_id: str) -> Callable[[Check], Check]:
+    """Register the check function of one claim: `@check("boss", "grid-shape") def _(ev: Evidence) -> Finding`."""
+    def register(fn: Check) -> Check:
+        CHECKS[paper, claim_id] = fn
+        return fn
+    return register
+
+
+def specs_of(paper: str) -> list[ClaimSpec]:
+    """The registered claims of `paper` (its experiments module registers them on import); every testable claim must
+    have a check and every check a claim."""
+    if paper not in SPECS:
+        try:
+            importlib.import_module(f"flowlib.experiments.{paper}")
+        except ModuleNotFoundError:
+            pass
+    if paper not in SPECS:
+        raise ClaimError(f"No claims registered for the paper {paper!r}; known: {sorted(SPECS)}.")
+    specs = SPECS[paper]
+    testable = {s.claim_id for s in specs if s.untestable is None}
+    checked = {cid for p, cid in CHECKS if p == paper}
+    if testable != checked:
+        raise ClaimError(f"{paper}: claims without a check {sorted(testable - checked)}, checks without a claim "
+                         f"{sorted(checked - testable)}; add the missing @check or ClaimSpec.")
+    return specs
+
+
+def check_claims(paper: str, df: pd.DataFrame, params: Any, teacher: str, **evidence: Any) -> list[Claim]:
+    """Every claim of `paper` on `teacher` with our numbers and a computed verdict, from the result rows `df` and the
+    paper's extra evidence (keyword arguments, named as its checks read them)."""
+    ev, exact = Evidence(df, params, teacher, **evidence), params.teacher(teacher).exact
+    claims = []
+    for spec in specs_of(paper):
+        row = partial(Claim, paper, teacher, spec.claim_id, spec.claim)
+        if spec.untestable is not None:
+            claims.append(row(UNTESTABLE_CRITERION, spec.paper_number, f"not run: {spec.untestable}", "not run"))
+            continue
+        if exact and spec.exact is not None:
+            criterion = spec.criterion.format(rule=ev.rule, sigmas=ev.sigmas, **_placeholders(spec.criterion))
+            claims.append(row(criterion, spec.paper_number, f"not run: {EXACT_TEACHER}{spec.exact}", "not run"))
+            continue
+        found = CHECKS[paper, spec.claim_id](ev)
+        criterion = spec.criterion.format(rule=ev.rule, sigmas=ev.sigmas, **found.fields)
+        claims.append(unless_converged(row(criterion, spec.paper_number, found.ours, verdict(found.cases)),
+                                       found.unconverged))
+    return claims
+
+
+def _placeholders(text: str) -> dict[str, str]:
+    """The criterion's own field names, left as they are (an exact teacher's `not run` claim has no check to fill them)."""
+    return {name: "{" + name + "}" for _, name, _, _ in string.Formatter().parse(text) if name not in (None, "rule", "sigmas")}
 
 
 def claims_path(reports: str | Path, paper: str, teacher: str, suffix: str = ".csv") -> Path:
-    return Path(reports) / "claims" / f"{paper}-{teacher}{suffix}"
+    return Layout(Path(), Path(reports)).claims(paper, teacher, suffix)
 
 
 def claims_markdown(df: pd.DataFrame, title: str) -> str:

@@ -30,6 +30,7 @@ from .artifacts import write_text
 from .data import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS, heldout_size
 from .errors import FlowlibError
 from .flow import TrainConfig, TrainConfigError
+from .layout import Layout
 from .solvers.fixed_grid import METHODS
 from .solvers.flowturbo import Schedule, ScheduleError
 
@@ -269,6 +270,11 @@ class Params:
     fgm: FGMParams = field(default_factory=FGMParams)
     combos: CombosParams = field(default_factory=CombosParams)
     smoke: bool = False
+
+    @property
+    def layout(self) -> Layout:
+        """Where every stage's artefacts and reports go (`flowlib.layout.Layout`)."""
+        return Layout(self.artifacts, self.reports)
 
     def teacher(self, name: str) -> TeacherParams:
         """The teacher called `name`, or a clear error listing the configured ones."""

@@ -30,7 +30,7 @@ COLUMNS = [
     "dataset", "teacher", "method", "solver", "nfe", "quality", "quality_std", "quality_metric", "gt_distance",
     "gt_distance_std", "gt_distance_metric", "rmse_to_gt", "ms_per_sample", "extra_params", "train_seconds",
 ]
-METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow", "boss+bespoke", "boss+flowturbo")
+ROW_METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow", "boss+bespoke", "boss+flowturbo")
 BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
 
 
@@ -140,8 +140,8 @@ def validate_row(row: dict[str, Any]) -> None:
     missing = [c for c in COLUMNS if c not in row]
     if missing:
         raise ResultError(f"Result row is missing columns {missing}.")
-    if row["method"] not in METHODS:
-        raise ResultError(f"Unknown method {row['method']!r} in a result row; choose one of {', '.join(METHODS)}.")
+    if row["method"] not in ROW_METHODS:
+        raise ResultError(f"Unknown method {row['method']!r} in a result row; choose one of {', '.join(ROW_METHODS)}.")
     if row["method"] == "baseline" and row["solver"] not in BASELINE_SOLVERS:
         raise ResultError(f"Baseline rows name a solver in {BASELINE_SOLVERS}, got {row['solver']!r}.")
 

@@ -23,12 +23,13 @@ from .distill.flowturbo import load_refiner
 from .errors import FlowlibError
 from .experiments.common import dataset_for, load_teacher, rebuild_hint
 from .flow import load_velocity_model
+from .layout import BOSS_FULL
 from .plots import SavedFigure, draw_panel, save_figure
 from .solvers import ODESampler, Sampler, solve_adaptive
 from .solvers.bespoke import BespokeSampler
 from .solvers.flowturbo import FlowTurboSampler
 
-METHODS = ("teacher", "bellman", "boss", "bespoke", "flowturbo", "fgm")
+EXPLORER_METHODS = ("teacher", "bellman", "boss", "bespoke", "flowturbo", "fgm")
 
 
 class ExplorerError(FlowlibError, ValueError):
@@ -57,7 +58,7 @@ def fgm_generators(params: Params, teacher: str) -> dict[float, tuple[float, Pat
     """t* → (validation distance, path) of the cached generator at that t* nearest the teacher's distribution on the
     validation noise (every run records its t* and validation distance in its checkpoint)."""
     best: dict[float, tuple[float, Path]] = {}
-    for path in (params.artifacts / "fgm" / teacher).glob("fgm-t*.pt"):
+    for path in params.layout.fgm_runs(teacher):
         meta = load_checkpoint(path).get("meta", {})
         t_star, val = float(meta.get("t_star", math.nan)), float(meta.get("val_distance", math.inf))
         if not math.isnan(t_star) and (t_star not in best or val < best[t_star][0]):
@@ -67,15 +68,15 @@ def fgm_generators(params: Params, teacher: str) -> dict[float, tuple[float, Pat
 
 def available(params: Params, teacher: str) -> dict[str, Any]:
     """What is cached for `teacher`: per method, the knob values it can take (empty when its stage has not run)."""
-    art = params.artifacts
-    grids = art / "boss" / teacher / "grids.pt"
+    lay = params.layout
+    grids = lay.grids(teacher)
     k_grid = sorted(load_checkpoint(grids)["paths"]) if grids.is_file() else []
     return {
         "teacher": [1, 2, 4, 6, 8, 10, 20],
         "bellman": k_grid,
-        "boss": sorted(int(p.stem.rsplit("-k", 1)[1]) for p in (art / "boss" / teacher).glob("bellman-euler+ft-full-k*.pt")),
-        "bespoke": sorted({int(p.stem.rsplit("nfe", 1)[1]) for p in (art / "bespoke" / teacher).glob("bespoke-rk*-nfe*.pt")}),
-        "flowturbo": list(params.flowturbo.schedules) if (art / "flowturbo" / teacher / "refiner.pt").is_file() else [],
+        "boss": lay.boss_ks(teacher),
+        "bespoke": lay.bespoke_nfes(teacher),
+        "flowturbo": list(params.flowturbo.schedules) if lay.refiner(teacher).is_file() else [],
         "fgm": list(fgm_generators(params, teacher)),
     }
 
@@ -85,27 +86,27 @@ def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None
     """The sampler `method` gives for `teacher` with `knobs`, from cached artefacts only (`model`: the teacher, when
     the caller has already loaded it)."""
     knobs = knobs or Knobs()
-    art = params.artifacts
-    if method not in METHODS:
-        raise ExplorerError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    lay = params.layout
+    if method not in EXPLORER_METHODS:
+        raise ExplorerError(f"Unknown method {method!r}; choose one of {', '.join(EXPLORER_METHODS)}.")
     model = model if model is not None else load_teacher(params, teacher)
     if method == "teacher":
         return ODESampler.uniform(model, knobs.nfe, knobs.solver)
     if method in ("bellman", "boss"):
-        grids = load_checkpoint(_need(art / "boss" / teacher / "grids.pt", f"boss@{teacher}"))
+        grids = load_checkpoint(_need(lay.grids(teacher), f"boss@{teacher}"))
         if knobs.k not in grids["paths"]:
             raise ExplorerError(f"No Bellman grid with K = {knobs.k} for {teacher}; cached: {sorted(grids['paths'])} "
                                 "(boss.nfes and boss.finetune_k set them).")
         grid = grids["times"][grids["paths"][knobs.k]]
         if method == "bellman":
             return ODESampler(model, grid, "euler", name=f"bellman-euler-k{knobs.k}")
-        net = load_velocity_model(_need(art / "boss" / teacher / f"bellman-euler+ft-full-k{knobs.k}.pt", f"boss@{teacher}"))
+        net = load_velocity_model(_need(lay.boss_student(teacher, BOSS_FULL, knobs.k), f"boss@{teacher}"))
         return ODESampler(net, grid, "euler", name=f"boss-k{knobs.k}")
     if method == "bespoke":
-        path = _need(art / "bespoke" / teacher / f"bespoke-{knobs.base}-nfe{knobs.nfe}.pt", f"bespoke@{teacher}")
+        path = _need(lay.bespoke_solver(teacher, knobs.base, knobs.nfe), f"bespoke@{teacher}")
         return BespokeSampler(model, load_bespoke(path))
     if method == "flowturbo":
-        refiner = load_refiner(_need(art / "flowturbo" / teacher / "refiner.pt", f"flowturbo@{teacher}"))
+        refiner = load_refiner(_need(lay.refiner(teacher), f"flowturbo@{teacher}"))
         return FlowTurboSampler(model, knobs.schedule, refiner)
     generators = fgm_generators(params, teacher)
     if not generators:
@@ -186,7 +187,7 @@ def explorer(params: Params, teachers: list[str] | None = None) -> Any:
 
     teachers = teachers or list(params.teachers)
     teacher = w.Dropdown(options=teachers, description="teacher")
-    method = w.Dropdown(options=METHODS, value="teacher", description="method")
+    method = w.Dropdown(options=EXPLORER_METHODS, value="teacher", description="method")
     nfe = w.Dropdown(options=[1, 2, 4, 6, 8, 10, 20], value=4, description="NFE")
     solver = w.Dropdown(options=["euler", "midpoint", "heun", "rk4"], description="solver")
     k = w.Dropdown(options=[2, 4, 6, 8, 10], value=6, description="K")

@@ -7,6 +7,8 @@ import torch
 
 import flowlib
 from flowlib.solvers import GridError, as_time_grid
+from flowlib.solvers.compiled import CallTally
+from flowlib.solvers.flowturbo import CompiledSteps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +53,8 @@ def test_compiled_flowturbo_locates_the_first_bad_call():
     def euler(x, t0, t1, t):
         return (x + (t1 - t0) * field(x, t.expand(len(x))),) * 2
 
-    steps = {"H": lambda x, t0, t1: euler(x, t0, t1, t0), "P": lambda x, c, t0, t1: euler(x, t0, t1, t1)}
+    steps = CompiledSteps({"H": lambda x, t0, t1: euler(x, t0, t1, t0), "P": lambda x, c, t0, t1: euler(x, t0, t1, t1)},
+                          CallTally(field), None)
     sampler = flowlib.FlowTurboSampler(field, "H1P2", steps=steps, compiled=True)
     with pytest.raises(flowlib.NonFiniteError, match=r"evaluation 3 \(t = 0.6667\)"):
         sampler(torch.randn(4, 2))

@@ -9,9 +9,24 @@ import pytest
 import torch
 import yaml
 
-from flowlib.claims import Claim, ClaimError, case, compare, read_claims, unless_converged, verdict, write_claims
+from flowlib.claims import (
+    SPECS,
+    Claim,
+    ClaimError,
+    ClaimSpec,
+    Finding,
+    case,
+    check,
+    check_claims,
+    compare,
+    paper_claims,
+    read_claims,
+    specs_of,
+    unless_converged,
+    verdict,
+    write_claims,
+)
 from flowlib.config import parse_params
-from flowlib.experiments.boss import boss_claims
 from flowlib.solvers import uniform_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +94,15 @@ def _boss_setup(bellman_d6, converged=(True, True, True, True)):
     return pd.DataFrame(rows), params, grids
 
 
+def _boss(df, params, grids, teacher_seconds, teacher_flops):
+    """BOSS's claims on moons by id, from the rows `df` and the evidence."""
+    claims = check_claims("boss", df, params, "moons", grids=grids, teacher_seconds=teacher_seconds, teacher_flops=teacher_flops)
+    return {c.claim_id: c for c in claims}
+
+
 def test_boss_verdicts_follow_the_rows():
     df, params, grids = _boss_setup(bellman_d6=8.0)
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0, teacher_flops=1e11)}
+    claims = _boss(df, params, grids, 100.0, 1e11)
     assert claims["bellman-beats-uniform"].verdict == "holds"            # closer to the teacher beyond the band at K = 4, 6
     assert claims["grid-shape"].verdict == "holds"                        # 1,4,5,2 and 2,2,3,2,2,1 steps: ends < max
     assert claims["dp-value-tracks-error"].verdict == "holds"
@@ -97,30 +118,30 @@ def test_boss_verdicts_follow_the_rows():
 
 def test_boss_verdict_changes_with_the_numbers():
     df, params, grids = _boss_setup(bellman_d6=11.5)  # within the band of uniform (12 ± 0.2) at K = 6
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=5.0, teacher_flops=5e9)}
+    claims = _boss(df, params, grids, 5.0, 5e9)
     assert claims["bellman-beats-uniform"].verdict == "partly holds" and "11.5±0.2 (within noise)" in claims[
         "bellman-beats-uniform"].ours
     assert claims["phase1-is-cheap"].verdict == "does not hold"           # 5e8 FLOPs are 10 % of 5e9
     assert "wall time 0.50 s vs 5 s" in claims["phase1-is-cheap"].ours    # wall time beside, not judged
     missing = df[df["solver"] != "uniform-reflow"]
-    claims = {c.claim_id: c for c in boss_claims(missing, params, grids, "moons", teacher_seconds=5.0, teacher_flops=5e9)}
+    claims = _boss(missing, params, grids, 5.0, 5e9)
     assert claims["beats-reflow"].verdict == "not run"                    # a baseline row is missing, not lost
 
 
 def test_a_negative_verdict_on_an_unconverged_finetune_is_inconclusive():
     # LoRA stopped at its cap, still improving: "LoRA close to full" cannot fail on it
     df, params, grids = _boss_setup(bellman_d6=8.0, converged=(True, False, True, True))
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", teacher_seconds=100.0, teacher_flops=1e11)}
+    claims = _boss(df, params, grids, 100.0, 1e11)
     lora = claims["lora-close-to-full"]
     assert lora.verdict == "inconclusive"
     assert "bellman-euler+ft-lora4@4 stopped at its cap of 6000 steps, still improving" in lora.ours
     assert "LoRA 6000 steps, cap, still improving, full 2000 steps, plateau" in lora.ours
     # beats-reflow is stated at equal iterations: an unconverged reflow does not make it inconclusive, BOSS does
     df, params, grids = _boss_setup(bellman_d6=8.0, converged=(True, True, False, False))
-    assert {c.claim_id: c for c in boss_claims(df, params, grids, "moons", 100.0, 1e11)}["beats-reflow"].verdict == \
+    assert _boss(df, params, grids, 100.0, 1e11)["beats-reflow"].verdict == \
         "does not hold"
     df, params, grids = _boss_setup(bellman_d6=8.0, converged=(False, True, True, True))
-    claims = {c.claim_id: c for c in boss_claims(df, params, grids, "moons", 100.0, 1e11)}
+    claims = _boss(df, params, grids, 100.0, 1e11)
     assert claims["beats-reflow"].verdict == "inconclusive"
     assert claims["straightening-improves"].verdict == "holds"  # a positive verdict stands: the rows say how they trained
 
@@ -131,3 +152,43 @@ def test_inconclusive_is_a_verdict_of_its_own():
     assert unless_converged(claim, ["a stopped at its cap"]).verdict == "inconclusive"
     assert unless_converged(replace(claim, verdict="holds"), ["a stopped at its cap"]).verdict == "holds"
     assert unless_converged(replace(claim, verdict="not run"), ["a stopped at its cap"]).verdict == "not run"
+
+
+@pytest.mark.parametrize("paper", ["boss", "bespoke", "flowturbo", "fgm"])
+def test_every_claim_has_one_check_and_a_complete_record(paper):
+    specs = specs_of(paper)  # raises when a testable claim has no check or a check no claim
+    assert specs and all(s.paper == paper and s.claim and s.paper_number for s in specs)
+    assert all(s.criterion for s in specs if s.untestable is None) and any(s.untestable for s in specs)
+
+
+def test_a_claim_is_one_entry_and_one_function():
+    """The registry is all it takes: a new paper's claims come out of check_claims with their verdicts, untestable
+    claims as `not run`, exact-teacher reasons applied, and criterion fields filled from the finding."""
+    df, params, _ = _boss_setup(bellman_d6=8.0)
+    paper_claims("toy", [
+        ClaimSpec("toy", "euler-improves", "Euler improves with NFE", "at {k} NFE, {rule}", "-"),
+        ClaimSpec("toy", "weights", "Weights matter", "more weights help", "-", exact="no weights"),
+        ClaimSpec("toy", "paper-only", "Works on ImageNet", "", "FID 2", untestable="no ImageNet here"),
+    ])
+    try:
+        with pytest.raises(ClaimError, match=r"claims without a check \['euler-improves', 'weights'\]"):
+            check_claims("toy", df, params, "moons")
+        check("toy", "euler-improves")(lambda ev: Finding(ev.vs("euler", 6, "euler", 4), [case(ev.vs("euler", 6, "euler", 4))],
+                                                          fields={"k": 6}))
+        check("toy", "weights")(lambda ev: Finding(f"{ev.missing}", [True]))
+        with pytest.raises(ClaimError, match="needs the evidence 'missing'.*pass missing="):
+            check_claims("toy", df, params, "moons")
+        claims = check_claims("toy", df, params, "moons", missing="here")
+        assert [(c.claim_id, c.verdict) for c in claims] == [("euler-improves", "holds"), ("weights", "holds"),
+                                                              ("paper-only", "not run")]
+        assert claims[0].criterion == "at 6 NFE, beyond the noise band (2 standard deviations of the difference)"
+        assert claims[0].ours == "better" and claims[2].ours == "not run: no ImageNet here"
+        ring = check_claims("toy", df, params, "ring")  # the exact teacher: the claim with a reason is not run there
+        assert ring[1].verdict == "not run" and "no weights" in ring[1].ours and ring[0].verdict == "holds"
+    finally:
+        SPECS.pop("toy")
+        from flowlib.claims import CHECKS
+        for key in [k for k in CHECKS if k[0] == "toy"]:
+            CHECKS.pop(key)
+    with pytest.raises(ClaimError, match="No claims registered for the paper 'toy'"):
+        check_claims("toy", df, params, "moons")

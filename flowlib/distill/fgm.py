@@ -38,7 +38,8 @@ from ..flow import (
     train,
     trainable_copy,
 )
-from ..solvers.nfe import CountingVelocity, Velocity, check_noise
+from ..solvers.nfe import CountingVelocity, Velocity
+from ..solvers.samplers import CountingSampler
 
 
 class OneStepGenerator(nn.Module):
@@ -60,26 +61,54 @@ class OneStepGenerator(nn.Module):
         return cls(trainable_copy(teacher), t_star)
 
 
-class GeneratorSampler:
-    """A one-step generator as a `Sampler`: nfe = 1, deterministic for fixed noise. The noise is checked against the
-    generator's network (dtype, data shape) and the samples for shape and NaN/inf (`check_finite`), as every sampler."""
+class GeneratorField(nn.Module):
+    """A one-step generator seen as a field g(z, t) = g(z) (t unused), so it runs through the sampler base."""
 
-    def __init__(self, generator: nn.Module, name: str = "fgm", check_finite: bool = True):
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+        inner = getattr(generator, "f", generator)
+        self.shape = getattr(inner, "shape", None)  # the data shape of a flowlib net, for the noise check
+
+    def forward(self, z: Tensor, t: Tensor) -> Tensor:
+        return self.generator(z)
+
+
+class GeneratorSampler(CountingSampler):
+    """A one-step generator as a `Sampler`: one generator call per batch (counted, like every sampler's NFE),
+    deterministic for fixed noise. The noise is checked against the generator's network (dtype, data shape) and the
+    samples for shape and NaN/inf (`check_finite`); the generator runs in eval mode during the call, and the caller's
+    module is left in the mode it was in."""
+
+    def __init__(self, generator: nn.Module, name: str = "fgm", check_finite: bool = True, compiled: bool = False):
         if not isinstance(generator, nn.Module):
             raise ArgumentError(f"generator must be a one-step generator network, e.g. OneStepGenerator(net, t_star) or "
                                 f"load_generator(path), got {describe(generator)}.")
-        self.generator, self.name, self.check_finite = generator.eval(), name, check_finite
+        super().__init__(GeneratorField(generator), check_finite, compiled)
+        self.generator, self.name, self._nfe = generator, name, 1
 
-    @property
-    def nfe(self) -> int:
-        return 1
-
-    @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
-        check_noise(noise, getattr(self.generator, "f", self.generator), f"sampler {self.name!r}")
-        counter = CountingVelocity(lambda z, _t: self.generator(z), self.check_finite,
-                                   f"the generator (sampler {self.name!r})")
-        return counter(noise, torch.ones(len(noise), dtype=noise.dtype))
+        with evaluating(self.generator):
+            return super().__call__(noise)
+
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Velocity | None = None) -> Tensor:
+        return velocity(noise, torch.ones(len(noise), dtype=noise.dtype, device=noise.device))
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Put a module in eval mode for a block, restoring each submodule's own mode afterwards (free when the module is
+    already in eval mode)."""
+    if not module.training:
+        yield module
+        return
+    modes = [m.training for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in zip(module.modules(), modes):
+            m.training = mode
 
 
 @contextlib.contextmanager

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,22 +13,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
-from ..claims import (
-    EXACT_TEACHER,
-    Claim,
-    case,
-    compare,
-    not_run,
-    ratio,
-    unconverged,
-    unless_converged,
-    untestable,
-    verdict,
-)
+from ..claims import ClaimSpec, Evidence, Finding, case, check, paper_claims, ratio, unconverged
 from ..config import Params
 from ..distill.bespoke import DenseTrajectories, dense_ground_truth, save_bespoke, train_bespoke
-from ..evaluate import lookup, with_band
 from ..flow import count_flops
+from ..layout import bespoke_name
 from ..metrics import rmse
 from ..solvers import ODESampler
 from ..solvers.bespoke import (
@@ -46,17 +33,6 @@ from .common import PAIRED_SAMPLES, TeacherContext, training_columns
 SELECTION = "val-rmse"  # which checkpoint a trained solver keeps (the paper's tables pick by FID)
 
 
-UNTESTABLE = [  # claims no profile here can test: (id, claim, paper's number, reason), listed `not run`
-    ("imagenet", "RK2-Bespoke works on class-conditional ImageNet-64/128 and AFHQ-256 models",
-     "ImageNet-64: FID 2.2 at 10 NFE (ground truth 1.71), ≈ 1.74 at 20",
-     "no profile holds ImageNet or AFHQ, nor the authors' class-conditional models with guidance"),
-]
-
-
-def bespoke_dir(params: Params, teacher: str) -> Path:
-    return params.artifacts / "bespoke" / teacher
-
-
 def budgets(params: Params) -> list[tuple[str, int]]:
     """(base, NFE) of every solver to train: RK2 spends 2 NFE a step, so it takes the even budgets."""
     return [(b, k) for b in params.bespoke.bases for k in params.bespoke.nfes if k % BASES[b] == 0]
@@ -70,7 +46,7 @@ def ground_truth_pool(params: Params, ctx: TeacherContext, progress: bool = True
     settings match). The noises come from `bespoke.seed`, never from the evaluation or distance noise.
     """
     bp, ev = params.bespoke, params.eval
-    path = bespoke_dir(params, ctx.name) / "ground_truth_pool.pt"
+    path = params.layout.bespoke_pool(ctx.name)
     config = {"pool": bp.pool, "val": bp.val, "grid": bp.grid, "seed": bp.seed, "rtol": ev.gt_rtol, "atol": ev.gt_atol,
               "counts_flops": True}
     if path.exists():
@@ -103,7 +79,7 @@ def train_solvers(params: Params, ctx: TeacherContext, gt: dict[str, Any], progr
         result = train_bespoke(solver, ctx.model, gt["pool"], gt["val_noise"], gt["val_target"], iterations=bp.iterations,
                                batch_size=bp.batch_size, lr=bp.lr, l_tau=bp.l_tau, val_every=bp.val_every,
                                patience=bp.patience, rel_tol=bp.rel_tol, seed=bp.seed + nfe, progress=progress)
-        save_bespoke(bespoke_dir(params, ctx.name) / f"bespoke-{base}-nfe{nfe}.pt", result.solver, teacher=ctx.name,
+        save_bespoke(params.layout.bespoke_solver(ctx.name, base, nfe), result.solver, teacher=ctx.name,
                      nfe=nfe, best_iteration=result.best_iteration, best_val_rmse=result.best_val_rmse,
                      seconds=result.seconds, selected_by=SELECTION, steps=result.steps, converged=result.converged)
         out[(base, nfe)] = result
@@ -191,96 +167,94 @@ def paired_rmse(ctx: TeacherContext, results: dict[tuple[str, int], Any], sigmas
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def bespoke_claims(df: pd.DataFrame, params: Params, teacher: str, teacher_seconds: float,
-                   rmse_outcomes: dict[tuple[str, int], str], order: pd.DataFrame,
-                   teacher_flops: float = math.nan) -> list[Claim]:
-    """The paper's claims with this run's numbers and a computed verdict.
+# ------------------------------------------------------------------------------------------- claims
+# Distances to the teacher's distribution are compared beyond the noise band; the RMSE to the ground truth, paired on
+# the same noise, by the standard error of the per-sample differences (`compare_paired`, computed by `paired_rmse`).
+# A negative verdict resting on a solver that stopped at its cap, still improving, is inconclusive; cost is in FLOPs.
+# Evidence: the baseline and Bespoke rows, `rmse_outcomes` (paired_rmse), `order` (order_check), `teacher_seconds`,
+# `teacher_flops`.
+CLAIMS = paper_claims("bespoke", [
+    ClaimSpec("bespoke", "beats-base-solver", "Bespoke beats its base solver (RK1 vs Euler, RK2 vs midpoint) at every NFE, "
+              "in RMSE and quality", "at every (base, NFE): lower paired RMSE to the ground truth and a smaller distance to "
+              "the teacher's distribution, {rule} (where the base solver is itself at the floor, 'within noise' counts)",
+              "CIFAR-10 / ImageNet-64: RK2-Bespoke below RK2 at 8, 10 and 20 NFE in FID and RMSE (figures)",
+              reads="bespoke-<base> and its base solver at every trained NFE; rmse_outcomes"),
+    ClaimSpec("bespoke", "near-ground-truth", "RK2-Bespoke is within 5% of the ground truth's quality at 10 NFE and within "
+              "1% at 20", "at 10 and 20 NFE: RK2-Bespoke's distance to the teacher's distribution is at the floor (within "
+              "noise of an independent ground-truth draw); FID to the data cannot resolve 5% at n_eval samples and is shown "
+              "beside it", "CIFAR-10 10 NFE FID 2.73 vs GT 2.59 (+5%), 20 NFE ≈ 2.6 (within 1%); ImageNet-64 2.2 vs 1.71 "
+              "at 10, 1.74 at 20", reads="bespoke-rk2 at 10 and 20 NFE, adaptive"),
+    ClaimSpec("bespoke", "cheap-to-train", "Training a Bespoke solver costs about 1% of training the teacher",
+              "the RK2-Bespoke solver at 10 NFE, its training plus the shared ground-truth pool, costs at most 2% of the "
+              "teacher's training in floating-point operations (machine-independent; wall times beside; the paper's "
+              "range: 0.5-2% of GPU time)", "about 1% of the teacher's GPU time (abstract); 0.5-2% across models (Table 3)",
+              reads="bespoke-rk2 cost columns; teacher_flops, teacher_seconds", exact="no training time to compare with"),
+    ClaimSpec("bespoke", "keeps-base-order", "A Bespoke solver keeps the order of its base solver (consistency, Theorem 2.2)",
+              "the map through the learned t and s ({at}), linear between grid points and refined 2x/4x/8x (RK2: 2x/4x), "
+              "converges to the ground truth with a measured order (slope of log RMSE on log NFE) at least the base "
+              "solver's on the same NFEs − 0.3 (the unit tests check the orders 1 and 2 themselves on a smooth field)",
+              "a theorem (Theorem 2.2); no table", reads="order"),
+    ClaimSpec("bespoke", "imagenet", "RK2-Bespoke works on class-conditional ImageNet-64/128 and AFHQ-256 models", "",
+              "ImageNet-64: FID 2.2 at 10 NFE (ground truth 1.71), ≈ 1.74 at 20",
+              untestable="no profile holds ImageNet or AFHQ, nor the authors' class-conditional models with guidance"),
+])
 
-    `df` holds the teacher's baseline rows and the Bespoke rows. Distances to the teacher's distribution are
-    compared beyond the noise band (`compare`, `eval.band_sigmas`); the RMSE to the ground truth, paired on the
-    same noise, by the standard error of the per-sample differences (`compare_paired`). A negative verdict resting on a
-    solver that stopped at its cap, still improving, is `inconclusive`; the cost claim is judged in FLOPs.
-    """
-    sigmas = params.eval.band_sigmas
-    d = lambda s, k: lookup(df, s, k, "gt_distance")  # noqa: E731
-    sd = lambda s, k: lookup(df, s, k, "gt_distance_std")  # noqa: E731
-    floor, floor_sd = lookup(df, "adaptive", None, "gt_distance"), lookup(df, "adaptive", None, "gt_distance_std")
-    gt_fid = lookup(df, "adaptive", None, "quality")
 
-    band = lambda col, s, k: with_band(df, s, k, col)  # noqa: E731
-
-    rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
-    claim = partial(Claim, "bespoke", teacher)
-    claims = []
-
+@check("bespoke", "beats-base-solver")
+def beats_base_solver(ev: Evidence) -> Finding:
     cases, ours = [], []
-    for (base, nfe), rmse_outcome in rmse_outcomes.items():
-        method, solver = BESPOKE_BASE_METHOD[base], f"bespoke-{base}"
-        dist = compare(d(solver, nfe), d(method, nfe), sd(solver, nfe), sd(method, nfe), sigmas)
-        base_at_floor = compare(d(method, nfe), floor, sd(method, nfe), floor_sd, sigmas) == "within noise"
+    for (base, nfe), rmse_outcome in ev.rmse_outcomes.items():
+        method, solver = BESPOKE_BASE_METHOD[base], bespoke_name(base)
+        dist = ev.vs(solver, nfe, method, nfe)
+        base_at_floor = ev.vs(method, nfe, "adaptive", None) == "within noise"
         quality_ok = dist == "better" or (dist == "within noise" and base_at_floor)
         cases.append(None if dist == "not measured" else (rmse_outcome == "better" and quality_ok))
-        rmse_pair = f"{lookup(df, method, nfe, 'rmse_to_gt'):.3g} → {lookup(df, solver, nfe, 'rmse_to_gt'):.3g}"
-        ours.append(f"{base}@{nfe}: RMSE {rmse_pair} ({rmse_outcome}); to GT {band('gt_distance', method, nfe)} → "
-                    f"{band('gt_distance', solver, nfe)} ({dist}{', base already at the floor' if base_at_floor else ''})")
-    claims.append(claim(
-        "beats-base-solver", "Bespoke beats its base solver (RK1 vs Euler, RK2 vs midpoint) at every NFE, in RMSE and quality",
-        f"at every (base, NFE): lower paired RMSE to the ground truth and a smaller distance to the teacher's distribution, "
-        f"{rule} (where the base solver is itself at the floor, 'within noise' counts)",
-        "CIFAR-10 / ImageNet-64: RK2-Bespoke below RK2 at 8, 10 and 20 NFE in FID and RMSE (figures)",
-        "; ".join(ours), verdict(cases)))
-    claims[-1] = unless_converged(claims[-1], unconverged(df, [(f"bespoke-{b}", n) for b, n in rmse_outcomes]))
+        rmse_pair = f"{ev.value(method, nfe, 'rmse_to_gt'):.3g} → {ev.value(solver, nfe, 'rmse_to_gt'):.3g}"
+        ours.append(f"{base}@{nfe}: RMSE {rmse_pair} ({rmse_outcome}); to GT {ev.band(method, nfe)} → "
+                    f"{ev.band(solver, nfe)} ({dist}{', base already at the floor' if base_at_floor else ''})")
+    return Finding("; ".join(ours), cases, unconverged(ev.df, [(bespoke_name(b), n) for b, n in ev.rmse_outcomes]))
 
+
+@check("bespoke", "near-ground-truth")
+def near_ground_truth(ev: Evidence) -> Finding:
+    s, gt_fid = bespoke_name("rk2"), ev.value("adaptive", None, "quality")
+    floor, floor_sd = ev.value("adaptive", None), ev.value("adaptive", None, "gt_distance_std")
     near, ours = [], []
     for nfe, pct in ((10, 5), (20, 1)):
-        s = "bespoke-rk2"
-        outcome = compare(d(s, nfe), floor, sd(s, nfe), floor_sd, sigmas)
-        gap = 100 * (lookup(df, s, nfe, "quality") - gt_fid) / gt_fid
-        resolution = 100 * sigmas * math.hypot(sd(s, nfe), floor_sd) / d(s, nfe) if d(s, nfe) > 0 else float("nan")
+        outcome, d, sd = ev.vs(s, nfe, "adaptive", None), ev.value(s, nfe), ev.value(s, nfe, "gt_distance_std")
+        gap = 100 * (ev.value(s, nfe, "quality") - gt_fid) / gt_fid
+        resolution = 100 * ev.sigmas * math.hypot(sd, floor_sd) / d if d > 0 else float("nan")
         near.append(case(outcome, ("better", "within noise")))
-        ours.append(f"{nfe} NFE (paper: within {pct}%): to GT {band('gt_distance', s, nfe)} vs floor {floor:.3g}±{floor_sd:.2g} "
-                    f"({outcome}; the band is {resolution:.0f}% of the value); FID to data {band('quality', s, nfe)} vs GT "
-                    f"{gt_fid:.3g} ({gap:+.1f}%, inside a ±{lookup(df, s, nfe, 'quality_std'):.2g} band)")
-    claims.append(claim(
-        "near-ground-truth", "RK2-Bespoke is within 5% of the ground truth's quality at 10 NFE and within 1% at 20",
-        "at 10 and 20 NFE: RK2-Bespoke's distance to the teacher's distribution is at the floor (within noise of an "
-        "independent ground-truth draw); FID to the data cannot resolve 5% at n_eval samples and is shown beside it",
-        "CIFAR-10 10 NFE FID 2.73 vs GT 2.59 (+5%), 20 NFE ≈ 2.6 (within 1%); ImageNet-64 2.2 vs 1.71 at 10, 1.74 at 20",
-        "; ".join(ours), verdict(near)))
-    claims[-1] = unless_converged(claims[-1], unconverged(df, [("bespoke-rk2", 10), ("bespoke-rk2", 20)]))
+        ours.append(f"{nfe} NFE (paper: within {pct}%): to GT {ev.band(s, nfe)} vs floor {floor:.3g}±{floor_sd:.2g} "
+                    f"({outcome}; the band is {resolution:.0f}% of the value); FID to data {ev.band(s, nfe, 'quality')} vs GT "
+                    f"{gt_fid:.3g} ({gap:+.1f}%, inside a ±{ev.value(s, nfe, 'quality_std'):.2g} band)")
+    return Finding("; ".join(ours), near, unconverged(ev.df, [(s, 10), (s, 20)]))
 
+
+@check("bespoke", "cheap-to-train")
+def cheap_to_train(ev: Evidence) -> Finding:
+    df, teacher_flops = ev.df, ev.teacher_flops
     cols = ["nfe", "flop_fraction", "train_flops", "pool_flops", "train_fraction", "train_seconds", "pool_seconds"]
-    fractions = df.loc[df["solver"] == "bespoke-rk2", [c for c in cols if c in df.columns]].set_index("nfe")
+    fractions = df.loc[df["solver"] == bespoke_name("rk2"), [c for c in cols if c in df.columns]].set_index("nfe")
     cheap = fractions.loc[10] if 10 in fractions.index and "flop_fraction" in fractions else None
     cost_text = "-" if cheap is None else (
         f"{100 * cheap['flop_fraction']:.2g}% in FLOPs: {cheap['train_flops']:.3g} training "
         f"({100 * ratio(cheap['train_flops'], teacher_flops):.2g}% alone) + {cheap['pool_flops']:.3g} for the shared "
         f"ground-truth pool, vs {teacher_flops:.3g} to train the teacher; all RK2 solvers: "
         + ", ".join(f"{k} NFE {100 * f:.2g}%" for k, f in fractions["flop_fraction"].items())
-        + f"; wall time {cheap['train_seconds']:.1f} s + {cheap['pool_seconds']:.1f} s vs {teacher_seconds:.0f} s "
+        + f"; wall time {cheap['train_seconds']:.1f} s + {cheap['pool_seconds']:.1f} s vs {ev.teacher_seconds:.0f} s "
         f"({100 * cheap['train_fraction']:.1f}%)")
-    claims.append(claim(
-        "cheap-to-train", "Training a Bespoke solver costs about 1% of training the teacher",
-        "the RK2-Bespoke solver at 10 NFE, its training plus the shared ground-truth pool, costs at most 2% of the "
-        "teacher's training in floating-point operations (machine-independent; wall times beside; the paper's range: "
-        "0.5-2% of GPU time)",
-        "about 1% of the teacher's GPU time (abstract); 0.5-2% across models (Table 3)",
-        cost_text,
-        verdict([None if cheap is None or math.isnan(cheap["flop_fraction"])
-                 else bool(cheap["flop_fraction"] <= 0.02)])))
+    return Finding(cost_text, [None if cheap is None or math.isnan(cheap["flop_fraction"])
+                               else bool(cheap["flop_fraction"] <= 0.02)])
 
+
+@check("bespoke", "keeps-base-order")
+def keeps_base_order(ev: Evidence) -> Finding:
+    order = ev.order
     firsts = order.groupby("base").first() if len(order) else pd.DataFrame()
-    at = ", ".join(f"{b} at {r.from_nfe} NFE" for b, r in firsts.iterrows()) or "-"
-    claims.append(claim(
-        "keeps-base-order", "A Bespoke solver keeps the order of its base solver (consistency, Theorem 2.2)",
-        f"the map through the learned t and s ({at}), linear between grid points and refined 2x/4x/8x (RK2: 2x/4x), "
-        "converges to the ground truth with a measured order (slope of log RMSE on log NFE) at least the base solver's "
-        "on the same NFEs − 0.3 (the unit tests check the orders 1 and 2 themselves on a smooth field)",
-        "a theorem (Theorem 2.2); no table",
-        "; ".join(f"{b}: slope {r.slope:.2f} vs {BESPOKE_BASE_METHOD[b]} {r.base_slope:.2f} (textbook order {BASES[b]}); RMSE "
-                  + ", ".join(f"{x.rmse_to_gt:.2g}@{x.nfe}" for x in order[order['base'] == b].itertuples())
+    return Finding(
+        "; ".join(f"{b}: slope {r.slope:.2f} vs {BESPOKE_BASE_METHOD[b]} {r.base_slope:.2f} (textbook order {BASES[b]}); "
+                  "RMSE " + ", ".join(f"{x.rmse_to_gt:.2g}@{x.nfe}" for x in order[order['base'] == b].itertuples())
                   for b, r in firsts.iterrows()) or "-",
-        verdict([bool(r.slope >= r.base_slope - 0.3) for _, r in firsts.iterrows()])))
-    if params.teacher(teacher).exact:
-        claims = not_run(claims, {"cheap-to-train": EXACT_TEACHER + "no training time to compare with"})
-    return claims + untestable("bespoke", teacher, UNTESTABLE)
+        [bool(r.slope >= r.base_slope - 0.3) for _, r in firsts.iterrows()],
+        fields={"at": ", ".join(f"{b} at {r.from_nfe} NFE" for b, r in firsts.iterrows()) or "-"})

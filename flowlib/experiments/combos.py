@@ -20,11 +20,11 @@ from ..claims import compare
 from ..config import Params
 from ..errors import ArgumentError
 from ..flow import load_velocity_model
+from ..layout import BOSS_FULL
 from ..solvers.bespoke import BespokeSampler
 from ..solvers.flowturbo import FlowTurboSampler
 from .common import TeacherContext, rebuild_hint, training_columns, validation_curve
 
-BOSS_SOLVER = "bellman-euler+ft-full"
 GAINS = {"better": "adds up", "within noise": "no gain over the best part", "worse": "worse than the best part"}
 
 
@@ -33,8 +33,7 @@ def boss_network(params: Params, teacher: str, k: int) -> nn.Module:
     if k not in params.boss.finetune_k:
         raise ArgumentError(f"combos.k = {k} is not one of boss.finetune_k {params.boss.finetune_k}: BOSS straightened no "
                          f"network at {k} steps. Set combos.k to one of them.")
-    path = params.artifacts / "boss" / teacher / f"{BOSS_SOLVER}-k{k}.pt"
-    return load_velocity_model(path, rebuild_hint(f"boss@{teacher}"))
+    return load_velocity_model(params.layout.boss_student(teacher, BOSS_FULL, k), rebuild_hint(f"boss@{teacher}"))
 
 
 def flowturbo_schedule(k: int) -> str:
@@ -61,11 +60,11 @@ def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> tu
     sampler = BespokeSampler(net, res.solver, name="boss+bespoke-rk2")
     row = ctx.evaluate(sampler, method="boss+bespoke", extra_params=res.solver.num_parameters(),
                        train_seconds=res.seconds + gt["seconds"])
-    rows.append({**row, "parts": f"{BOSS_SOLVER};bespoke-rk2", "boss_k": k, **training_columns(res),
+    rows.append({**row, "parts": f"{BOSS_FULL};bespoke-rk2", "boss_k": k, **training_columns(res),
                  "train_flops": res.flops + gt["flops"]})  # the solver's own ground-truth pool counts in its cost
     schedule = flowturbo_schedule(k)
     row = ctx.evaluate(FlowTurboSampler(net, schedule, name=f"boss+{schedule}"), method="boss+flowturbo")
-    rows.append({**row, "parts": f"{BOSS_SOLVER};{schedule}", "boss_k": k})
+    rows.append({**row, "parts": f"{BOSS_FULL};{schedule}", "boss_k": k})
     return rows, validation_curve(res.val_history, f"boss+bespoke-rk2@{k}", "validation RMSE")
 
 

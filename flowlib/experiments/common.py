@@ -41,28 +41,17 @@ TEACHER_VAL = 2048     # held-out points behind the teacher's validation loss (a
 
 
 # ------------------------------------------------------------------------------------------- locations
-def classifier_path(params: Params) -> Path:
-    return params.artifacts / "features" / "digits_classifier.pt"
-
-
-def teacher_dir(params: Params, name: str) -> Path:
-    return params.artifacts / "teachers" / name
-
-
-def reference_path(params: Params, name: str) -> Path:
-    return teacher_dir(params, name) / "reference.pt"
-
-
+# Every path comes from params.layout (flowlib.layout); these three are the notebooks' shorthand for it.
 def results_path(params: Params, stage: str) -> Path:
-    return params.reports / "results" / f"{stage}.csv"
+    return params.layout.results(stage)
 
 
 def metrics_path(params: Params, stage: str) -> Path:
-    return params.reports / "metrics" / f"{stage}.json"
+    return params.layout.metrics(stage)
 
 
 def figure_path(params: Params, name: str) -> Path:
-    return params.reports / "figures" / f"{name}.png"
+    return params.layout.figure(name)
 
 
 def rebuild_hint(stage: str) -> str:
@@ -84,14 +73,14 @@ def train_feature_classifier(params: Params) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     with torch.no_grad():
         accuracy = float((clf(digits.heldout).argmax(1) == y_held).float().mean())
-    save_checkpoint({"state_dict": clf.state_dict(), "heldout_accuracy": accuracy}, classifier_path(params))
+    save_checkpoint({"state_dict": clf.state_dict(), "heldout_accuracy": accuracy}, params.layout.classifier())
     return {"heldout_accuracy": accuracy, "train_seconds": seconds}
 
 
 def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
     """The FID feature space of an image dataset: the digits classifier, or Inception from its local file."""
     if dataset.name == "digits":
-        state = load_checkpoint(classifier_path(params), rebuild_hint("data"))
+        state = load_checkpoint(params.layout.classifier(), rebuild_hint("data"))
         clf = DigitsClassifier()
         clf.load_state_dict(state["state_dict"])
         return ClassifierFeatures(clf)
@@ -142,20 +131,21 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
         model = exact_mixture(tp.dataset)
         info = {"teacher": name, "dataset": tp.dataset, "params": 0, "train_seconds": 0.0, "steps": 0,
                 "final_loss": None, "resumed_from": None, "train_flops": 0.0, "converged": None}
-        save_velocity_model(teacher_dir(params, name) / "teacher.pt", model, model.config(), dataset.shape, **info)
-        write_json(teacher_dir(params, name) / "meta.json", {**info, "history": [], "val_history": [], **run_metadata()})
+        save_velocity_model(params.layout.teacher(name), model, model.config(), dataset.shape, **info)
+        write_json(params.layout.teacher(name, "meta.json"), {**info, "history": [], "val_history": [], **run_metadata()})
         return {**info, "history": [], "val_history": []}
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(tp.model_dict, dataset.shape)
-    out = teacher_dir(params, name)
+    out = params.layout.stage("teachers", name)  # also the resume folder (last.pt)
     result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
                            run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
                            progress=progress, heldout=dataset.heldout[:TEACHER_VAL])
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,
             "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged}
-    save_velocity_model(out / "teacher.pt", result.ema_model, tp.model_dict, dataset.shape, **info)
-    write_json(out / "meta.json", {**info, "history": result.history, "val_history": result.val_history, **run_metadata()})
+    save_velocity_model(params.layout.teacher(name), result.ema_model, tp.model_dict, dataset.shape, **info)
+    write_json(params.layout.teacher(name, "meta.json"), {**info, "history": result.history, "val_history": result.val_history,
+                                                          **run_metadata()})
     return {**info, "history": result.history, "val_history": result.val_history}
 
 
@@ -181,7 +171,7 @@ def validation_curve(history: list[tuple[int, float]], run: str, curve: str) -> 
 
 
 def load_teacher(params: Params, name: str) -> nn.Module:
-    return load_velocity_model(teacher_dir(params, name) / "teacher.pt", rebuild_hint(f"teacher@{name}"))
+    return load_velocity_model(params.layout.teacher(name), rebuild_hint(f"teacher@{name}"))
 
 
 def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
@@ -193,7 +183,7 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     start = time.perf_counter()
     samples = sampler(noise)
     info = {"nfe": sampler.nfe, "seconds": time.perf_counter() - start, "rtol": params.eval.gt_rtol, "atol": params.eval.gt_atol}
-    save_checkpoint({"noise": noise, "samples": samples, **info}, teacher_dir(params, name) / "ground_truth.pt",
+    save_checkpoint({"noise": noise, "samples": samples, **info}, params.layout.teacher(name, "ground_truth.pt"),
                     kind="ground_truth")
     return info
 
@@ -212,7 +202,7 @@ def solve_reference(params: Params, name: str, progress: bool = True) -> dict[st
         if key == "floor":
             out["noise"] = noise
     info = {"n_ref": params.eval.n_ref, "nfe": sampler.nfe, "seconds": time.perf_counter() - start}
-    save_checkpoint({**out, **info}, reference_path(params, name))
+    save_checkpoint({**out, **info}, params.layout.teacher(name, "reference.pt"))
     return info
 
 
@@ -259,9 +249,9 @@ def load_context(params: Params, name: str) -> TeacherContext:
     dataset = dataset_for(params, tp.dataset)
     model = load_teacher(params, name)
     hint = rebuild_hint(f"teacher@{name}")
-    gt = load_checkpoint(teacher_dir(params, name) / "ground_truth.pt", hint, kind="ground_truth")
-    ref = load_checkpoint(reference_path(params, name), hint)
-    meta = load_checkpoint(teacher_dir(params, name) / "teacher.pt", hint)["meta"]
+    gt = load_checkpoint(params.layout.teacher(name, "ground_truth.pt"), hint, kind="ground_truth")
+    ref = load_checkpoint(params.layout.teacher(name, "reference.pt"), hint)
+    meta = load_checkpoint(params.layout.teacher(name), hint)["meta"]
     extractor = feature_extractor(params, dataset) if dataset.is_image else None  # built once, used by both metrics
     reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"], extractor), ref["noise"], ref["floor"])
     return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"], gt["samples"],

@@ -7,37 +7,24 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..claims import EXACT_TEACHER, Claim, compare, not_run, unconverged, unless_converged, untestable, verdict
+from ..claims import ClaimSpec, Evidence, Finding, check, compare, paper_claims, unconverged
 from ..config import Params
 from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, train_fgm
 from ..distill.reflow import reflow
 from ..errors import ArgumentError
-from ..evaluate import lookup, with_band
+from ..evaluate import lookup
+from ..layout import fgm_label
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
 from .common import TeacherContext, training_columns, validation_curve
 
 TEACHER_NFES = (1, 2, 4, 8)  # the teacher's few-step samplers FGM is set against
-
-
-UNTESTABLE = [  # claims no profile here can test: (id, claim, paper's number, reason), listed `not run`
-    ("cifar10-fid", "One-step FGM reaches FID 3.08 on CIFAR-10", "FID 3.08 (1 NFE)",
-     "needs CIFAR-10 and a GPU: the cifar10 profile (make repro PROFILE=cifar10) runs this stage at paper scale"),
-    ("text-to-image", "A one-step MM-DiT distilled from Stable Diffusion 3 keeps SD3's GenEval quality",
-     "GenEval close to SD3 at 28 steps (numbers not confirmed)", "needs SD3 (2B parameters) and prompts; no profile holds them"),
-]
-
-
-def fgm_dir(params: Params, teacher: str) -> Path:
-    return params.artifacts / "fgm" / teacher
 
 
 def validation_noise(params: Params, ctx: TeacherContext) -> Tensor:
@@ -87,7 +74,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     if tp.exact:
         init = "random"
     l1_weight = fp.l1_weights[0] if l1_weight is None else l1_weight
-    label = f"fgm-t{t_star:g}-{init}-l{l1_weight:g}"
+    label = fgm_label(t_star, init, l1_weight)
     if init == "teacher":
         generator = OneStepGenerator.from_teacher(ctx.model, t_star)
     elif init == "random":
@@ -97,10 +84,10 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
     result, online = train_fgm(ctx.model, generator, ctx.dataset.shape, fp.batch_size, fp.train, online_lr=fp.online_lr,
                                l1_weight=l1_weight, online=student_start(params, ctx),
-                               ckpt_dir=fgm_dir(params, ctx.name) / label,
+                               ckpt_dir=params.layout.stage("fgm", ctx.name) / label,
                                run_config={"teacher": ctx.name, "init": init}, progress=progress,
                                validate=lambda g: val_distance(ctx, g, val_noise))
-    save_generator(fgm_dir(params, ctx.name) / f"{label}.pt", result.ema_model, tp.student_dict,
+    save_generator(params.layout.fgm_run(ctx.name, label), result.ema_model, tp.student_dict,
                    ctx.dataset.shape, teacher=ctx.name, steps=result.steps, init=init, seconds=result.seconds,
                    converged=result.converged, l1_weight=l1_weight, val_distance=result.best_value)
     return FGMRun(label, t_star, init, l1_weight, result.ema_model, result.seconds, result.steps, result.converged,
@@ -237,82 +224,92 @@ def steps_to_plateau(curve: list[tuple[int, float]], margin: float = PLATEAU_MAR
     return next((float(s) for s, v in curve if v <= best * (1 + margin)), math.nan)
 
 
-def fgm_claims(df: pd.DataFrame, params: Params, teacher: str, headline_run: FGMRun, random_run: FGMRun) -> list[Claim]:
-    """The paper's claims with this run's numbers and a computed verdict (`df`: baselines and FGM rows). A negative
-    verdict resting on a generator that stopped at its cap, still improving, is `inconclusive`."""
-    sigmas = params.eval.band_sigmas
-    claim = partial(Claim, "fgm", teacher)
-    d = lambda s, k=None: lookup(df, s, k, "gt_distance")  # noqa: E731
-    sd = lambda s, k=None: lookup(df, s, k, "gt_distance_std")  # noqa: E731
-    rule = f"beyond the noise band ({sigmas:g} standard deviations of the difference)"
-    ours_fgm = (f"FGM (t*={headline_run.t_star:g}, λ={headline_run.l1_weight:g}, {headline_run.describe()}) to GT "
-                f"{with_band(df, 'fgm', 1, 'gt_distance')}")
-    guard = unconverged(df, [("fgm", 1)])
-    claims = []
+# ------------------------------------------------------------------------------------------- claims
+# A negative verdict resting on a generator that stopped at its cap, still improving, is inconclusive.
+# Evidence: the baseline and FGM rows, `headline_run` and `random_run` (FGMRun: teacher- and random-initialised).
+CLAIMS = paper_claims("fgm", [
+    ClaimSpec("fgm", "beats-teacher-few-step", "One-step FGM beats the teacher's few-step sampling",
+              "FGM at 1 NFE is nearer the teacher's distribution than the teacher's Euler at 1, 2 and 4 NFE, {rule}; the "
+              "table states the largest NFE of each teacher solver that FGM still beats",
+              "CIFAR-10: FID 3.08 at 1 step, 'outperforms the original 50-step flow-matching model'",
+              reads="fgm at 1 NFE; the teacher's baseline rows; headline_run"),
+    ClaimSpec("fgm", "beats-reflow", "One-step FGM beats the one-step reflow / distillation baseline",
+              "FGM and Distill-1-Reflow at equal iterations (the reflow gets at most the headline run's steps, with the "
+              "same batch and lr) at 1 NFE: FGM nearer the teacher's distribution {rule} (quality to the data shown beside)",
+              "CIFAR-10 one step: FGM 3.08 vs 2-ReFlow (+distill) 4.85, 1-ReFlow (+distill) 6.18",
+              reads="fgm, distill-1-reflow at 1 NFE; headline_run"),
+    ClaimSpec("fgm", "near-ground-truth", "One-step FGM comes close to the teacher's own quality",
+              "FGM's distance to the teacher's distribution within the noise band of the floor (the ground truth against "
+              "an independent draw of itself); the gap in distance to the data is shown beside (at n_eval samples its "
+              "band is too wide to resolve the paper's 20%)",
+              "CIFAR-10: 3.08 (1 step) vs the teacher's RK45 ≈ 2.58 (+19%) [teacher FID recalled, not confirmed]",
+              reads="fgm at 1 NFE, adaptive"),
+    ClaimSpec("fgm", "teacher-init-faster", "Initialising the generator from the teacher converges much faster than a "
+              "random one", f"same t* and λ, each run trained to its own validation plateau: the teacher-initialised run "
+              f"comes within {100 * PLATEAU_MARGIN:.0f}% of its plateau's validation distance in at most half the steps "
+              "the random-init run needs to come within the same margin of its own",
+              "the generator starts from the pretrained teacher (a recalled detail; no ablation numbers in the paper)",
+              reads="headline_run, random_run", exact="no weights to start the generator from"),
+    ClaimSpec("fgm", "cifar10-fid", "One-step FGM reaches FID 3.08 on CIFAR-10", "", "FID 3.08 (1 NFE)",
+              untestable="needs CIFAR-10 and a GPU: the cifar10 profile (make repro PROFILE=cifar10) runs this stage at "
+              "paper scale"),
+    ClaimSpec("fgm", "text-to-image", "A one-step MM-DiT distilled from Stable Diffusion 3 keeps SD3's GenEval quality", "",
+              "GenEval close to SD3 at 28 steps (numbers not confirmed)",
+              untestable="needs SD3 (2B parameters) and prompts; no profile holds them"),
+])
 
-    cases, parts = [], []
+
+def _ours_fgm(ev: Evidence) -> str:
+    run = ev.headline_run
+    return f"FGM (t*={run.t_star:g}, λ={run.l1_weight:g}, {run.describe()}) to GT {ev.band('fgm', 1)}"
+
+
+@check("fgm", "beats-teacher-few-step")
+def beats_teacher_few_step(ev: Evidence) -> Finding:
+    df, cases, parts = ev.df, [], []
     for k in TEACHER_NFES[:3]:
-        outcome = compare(d("fgm", 1), d("euler", k), sd("fgm", 1), sd("euler", k), sigmas)
+        outcome = ev.vs("fgm", 1, "euler", k)
         cases.append(None if outcome == "not measured" else outcome == "better")
-        parts.append(f"Euler {k} NFE {with_band(df, 'euler', k, 'gt_distance')} ({outcome})")
+        parts.append(f"Euler {k} NFE {ev.band('euler', k)} ({outcome})")
     teacher_rows = df[df["method"].eq("baseline") & ~df["solver"].eq("adaptive")]
-    worse = teacher_rows[teacher_rows["gt_distance"] > d("fgm", 1)]
+    worse = teacher_rows[teacher_rows["gt_distance"] > ev.value("fgm", 1)]
     matched = ", ".join(f"{s} {int(worse[worse['solver'] == s]['nfe'].max())} NFE" for s in sorted(worse["solver"].unique()))
-    claims.append(claim(
-        "beats-teacher-few-step", "One-step FGM beats the teacher's few-step sampling",
-        f"FGM at 1 NFE is nearer the teacher's distribution than the teacher's Euler at 1, 2 and 4 NFE, {rule}; the table "
-        "states the largest NFE of each teacher solver that FGM still beats",
-        "CIFAR-10: FID 3.08 at 1 step, 'outperforms the original 50-step flow-matching model'",
-        f"{ours_fgm} vs " + "; ".join(parts) + f"; FGM is nearer than: {matched or 'no teacher sampler'}",
-        verdict(cases)))
-    claims[-1] = unless_converged(claims[-1], guard)
+    return Finding(f"{_ours_fgm(ev)} vs " + "; ".join(parts) + f"; FGM is nearer than: {matched or 'no teacher sampler'}",
+                   cases, unconverged(df, [("fgm", 1)]))
 
-    outcome = compare(d("fgm", 1), d("distill-1-reflow", 1), sd("fgm", 1), sd("distill-1-reflow", 1), sigmas)
-    quality = compare(lookup(df, "fgm", 1, "quality"), lookup(df, "distill-1-reflow", 1, "quality"),
-                      lookup(df, "fgm", 1, "quality_std"), lookup(df, "distill-1-reflow", 1, "quality_std"), sigmas)
-    claims.append(claim(
-        "beats-reflow", "One-step FGM beats the one-step reflow / distillation baseline",
-        f"FGM and Distill-1-Reflow at equal iterations (the reflow gets at most the headline run's steps, with the same "
-        f"batch and lr) at 1 NFE: FGM nearer the teacher's distribution {rule} (quality to the data shown beside)",
-        "CIFAR-10 one step: FGM 3.08 vs 2-ReFlow (+distill) 4.85, 1-ReFlow (+distill) 6.18",
-        f"{ours_fgm} vs reflow ({lookup(df, 'distill-1-reflow', 1, 'train_steps'):.0f} steps) "
-        f"{with_band(df, 'distill-1-reflow', 1, 'gt_distance')} ({outcome}); to the data "
-        f"{with_band(df, 'fgm', 1, 'quality')} vs {with_band(df, 'distill-1-reflow', 1, 'quality')} ({quality})",
-        verdict([None if outcome == "not measured" else outcome == "better"])))
-    claims[-1] = unless_converged(claims[-1], guard)
 
-    q, q_sd = lookup(df, "fgm", 1, "quality"), lookup(df, "fgm", 1, "quality_std")
-    gt, gt_sd = lookup(df, "adaptive", None, "quality"), lookup(df, "adaptive", None, "quality_std")
-    floor, floor_sd = lookup(df, "adaptive", None, "gt_distance"), lookup(df, "adaptive", None, "gt_distance_std")
-    at_floor = compare(d("fgm", 1), floor, sd("fgm", 1), floor_sd, sigmas)
-    claims.append(claim(
-        "near-ground-truth", "One-step FGM comes close to the teacher's own quality",
-        "FGM's distance to the teacher's distribution within the noise band of the floor (the ground truth against an "
-        "independent draw of itself); the gap in distance to the data is shown beside (at n_eval samples its band is too "
-        "wide to resolve the paper's 20%)",
-        "CIFAR-10: 3.08 (1 step) vs the teacher's RK45 ≈ 2.58 (+19%) [teacher FID recalled, not confirmed]",
-        f"to the teacher's distribution {with_band(df, 'fgm', 1, 'gt_distance')} vs the floor {floor:.3g}±{floor_sd:.2g} "
-        f"({at_floor}); to the data {q:.3g}±{q_sd:.2g} vs GT {gt:.3g}±{gt_sd:.2g} ({100 * (q / gt - 1):+.0f}%)",
-        verdict([None if at_floor == "not measured" else at_floor != "worse"])))
-    claims[-1] = unless_converged(claims[-1], guard)
+@check("fgm", "beats-reflow")
+def beats_reflow(ev: Evidence) -> Finding:
+    outcome, quality = ev.vs("fgm", 1, "distill-1-reflow", 1), ev.vs("fgm", 1, "distill-1-reflow", 1, "quality")
+    return Finding(f"{_ours_fgm(ev)} vs reflow ({ev.value('distill-1-reflow', 1, 'train_steps'):.0f} steps) "
+                   f"{ev.band('distill-1-reflow', 1)} ({outcome}); to the data {ev.band('fgm', 1, 'quality')} vs "
+                   f"{ev.band('distill-1-reflow', 1, 'quality')} ({quality})",
+                   [None if outcome == "not measured" else outcome == "better"], unconverged(ev.df, [("fgm", 1)]))
 
-    ours_steps, random_steps = steps_to_plateau(headline_run.curve), steps_to_plateau(random_run.curve)
-    claims.append(claim(
-        "teacher-init-faster", "Initialising the generator from the teacher converges much faster than a random one",
-        f"same t* and λ, each run trained to its own validation plateau: the teacher-initialised run comes within "
-        f"{100 * PLATEAU_MARGIN:.0f}% of its plateau's validation distance in at most half the steps the random-init run "
-        "needs to come within the same margin of its own",
-        "the generator starts from the pretrained teacher (a recalled detail; no ablation numbers in the paper)",
-        f"teacher init: within {100 * PLATEAU_MARGIN:.0f}% of its plateau {headline_run.val_distance:.3g} at step "
-        f"{ours_steps:.0f} ({headline_run.describe()}, {headline_run.curve[0][1]:.3g} at step 0); random init: within "
-        f"{100 * PLATEAU_MARGIN:.0f}% of its plateau {random_run.val_distance:.3g} at step {random_steps:.0f} "
-        f"({random_run.describe()}, {random_run.curve[0][1]:.3g} at step 0)",
-        verdict([None if math.isnan(ours_steps) or math.isnan(random_steps) else bool(ours_steps <= 0.5 * random_steps)])))
-    claims[-1] = unless_converged(claims[-1], [f"the {r.init}-initialised generator stopped at its cap of {r.steps} steps, "
-                                               "still improving" for r in (headline_run, random_run) if r.converged is False])
-    if params.teacher(teacher).exact:
-        claims = not_run(claims, {"teacher-init-faster": EXACT_TEACHER + "no weights to start the generator from"})
-    return claims + untestable("fgm", teacher, UNTESTABLE)
+
+@check("fgm", "near-ground-truth")
+def near_ground_truth(ev: Evidence) -> Finding:
+    q, q_sd = ev.value("fgm", 1, "quality"), ev.value("fgm", 1, "quality_std")
+    gt, gt_sd = ev.value("adaptive", None, "quality"), ev.value("adaptive", None, "quality_std")
+    floor, floor_sd = ev.value("adaptive", None), ev.value("adaptive", None, "gt_distance_std")
+    at_floor = ev.vs("fgm", 1, "adaptive", None)
+    return Finding(f"to the teacher's distribution {ev.band('fgm', 1)} vs the floor {floor:.3g}±{floor_sd:.2g} "
+                   f"({at_floor}); to the data {q:.3g}±{q_sd:.2g} vs GT {gt:.3g}±{gt_sd:.2g} ({100 * (q / gt - 1):+.0f}%)",
+                   [None if at_floor == "not measured" else at_floor != "worse"], unconverged(ev.df, [("fgm", 1)]))
+
+
+@check("fgm", "teacher-init-faster")
+def teacher_init_faster(ev: Evidence) -> Finding:
+    head, rand = ev.headline_run, ev.random_run
+    ours_steps, random_steps = steps_to_plateau(head.curve), steps_to_plateau(rand.curve)
+    return Finding(
+        f"teacher init: within {100 * PLATEAU_MARGIN:.0f}% of its plateau {head.val_distance:.3g} at step "
+        f"{ours_steps:.0f} ({head.describe()}, {head.curve[0][1]:.3g} at step 0); random init: within "
+        f"{100 * PLATEAU_MARGIN:.0f}% of its plateau {rand.val_distance:.3g} at step {random_steps:.0f} "
+        f"({rand.describe()}, {rand.curve[0][1]:.3g} at step 0)",
+        [None if math.isnan(ours_steps) or math.isnan(random_steps) else bool(ours_steps <= 0.5 * random_steps)],
+        [f"the {r.init}-initialised generator stopped at its cap of {r.steps} steps, still improving"
+         for r in (head, rand) if r.converged is False])
 
 
 def headline(df: pd.DataFrame, run: FGMRun) -> dict[str, Any]:

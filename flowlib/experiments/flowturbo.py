@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import write_json
-from ..claims import EXACT_TEACHER, Claim, compare, not_run, ratio, unless_converged, untestable, verdict
+from ..claims import ClaimSpec, Evidence, Finding, check, compare, paper_claims, ratio
 from ..config import Params
 from ..distill.flowturbo import load_refiner, save_refiner, train_refiner
 from ..evaluate import headline_metrics, sampler_latency
@@ -38,19 +37,6 @@ ABLATIONS = [
 ]
 
 
-UNTESTABLE = [  # claims no profile here can test: (id, claim, paper's number, reason), listed `not run`
-    ("imagenet-latency", "On SiT-XL/2 (ImageNet 256, latents) FlowTurbo reaches FID 2.12 at 100 ms/img and 3.93 at 38 ms/img",
-     "acceleration 53.1-58.3% over Heun at equal FID",
-     "needs the SiT-XL/2 checkpoint, ImageNet latents and a GPU; no profile holds them"),
-    ("text-to-image", "FlowTurbo also accelerates text-to-image rectified flow (InstaFlow)", "figures only",
-     "no text-to-image model in any profile (the official code has no text-to-image part either)"),
-]
-
-
-def flowturbo_dir(params: Params, teacher: str) -> Path:
-    return params.artifacts / "flowturbo" / teacher
-
-
 def heun_schedule(nfe: int) -> str:
     """Heun at `nfe` teacher calls as a FlowTurbo schedule (H-only equals the Heun solver)."""
     return f"H{nfe // 2}"
@@ -63,7 +49,7 @@ def fit_refiner(params: Params, ctx: TeacherContext, progress: bool = True) -> d
     config = fp.refiners[ctx.name].model_dump()
     torch.manual_seed(fp.train.seed)
     refiner = VelocityRefiner(ctx.dataset.shape, config)
-    out = flowturbo_dir(params, ctx.name)
+    out, path = params.layout.stage("flowturbo", ctx.name), params.layout.refiner(ctx.name)
     result = train_refiner(ctx.model, refiner, ctx.dataset.sample_batch, fp.batch_size, fp.delta_max, fp.train, out,
                            run_config={"refiner": config, "teacher": ctx.name}, progress=progress,
                            heldout=ctx.dataset.heldout[:TEACHER_VAL])
@@ -71,9 +57,9 @@ def fit_refiner(params: Params, ctx: TeacherContext, progress: bool = True) -> d
     info = {"params": n_ref, "teacher_params": n_teacher, "param_ratio": ratio(n_ref, n_teacher), "train_seconds": result.seconds,
             "train_fraction": ratio(result.seconds, ctx.train_seconds), "flop_fraction": ratio(result.flops, ctx.train_flops),
             **training_columns(result)}
-    save_refiner(out / "refiner.pt", result.ema_model, config, **info)
+    save_refiner(path, result.ema_model, config, **info)
     write_json(out / "meta.json", {**info, "history": result.history, "val_history": result.val_history})
-    return {**info, "refiner": load_refiner(out / "refiner.pt", rebuild_hint(f"flowturbo@{ctx.name}")),
+    return {**info, "refiner": load_refiner(path, rebuild_hint(f"flowturbo@{ctx.name}")),
             "history": result.history, "val_history": result.val_history}
 
 
@@ -277,24 +263,55 @@ def ablation_table(rows: pd.DataFrame, baselines: pd.DataFrame, latency: pd.Data
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def flowturbo_claims(df: pd.DataFrame, params: Params, teacher: str, fit: dict[str, Any], costs: pd.DataFrame,
-                     accel: pd.DataFrame, ablations: pd.DataFrame, timing: dict[str, Any]) -> list[Claim]:
-    """The paper's claims with this run's numbers and a computed verdict (`df`: baseline and FlowTurbo rows)."""
-    sigmas, batch = params.eval.band_sigmas, params.flowturbo.ratio_batch
-    claim = partial(Claim, "flowturbo", teacher)
-    claims = []
+# ------------------------------------------------------------------------------------------- claims
+# Evidence: the baseline and FlowTurbo rows, `fit` (the refiner's training and size), `costs` (per-call costs),
+# `accel` (acceleration ratios), `ablations` (ablation_rows) and `timing` (latency, compiled agreement, compile times).
+CLAIMS = paper_claims("flowturbo", [
+    ClaimSpec("flowturbo", "pseudo-corrector", "The pseudo corrector keeps Heun's quality at fewer teacher calls",
+              "H1P(N−1) (N steps, N+1 teacher calls) against Heun at the same teacher NFE: a lower paired RMSE to the "
+              "ground truth and a smaller distance to the teacher's distribution beyond the noise band ({sigmas:g} std of "
+              "the difference; where Heun is already within noise of the floor, 'within noise' counts)",
+              "P steps cost 1 NFE and keep second order (appendix proof); FID 3.93 at (7+3)×2 NFE vs Heun 3.68 at 16×2",
+              reads="ablations: pseudo corrector, same teacher NFE"),
+    ClaimSpec("flowturbo", "refiner-cuts-latency", "The velocity refiner cuts latency at equal quality",
+              "acceleration ratio (1 − latency / Heun's latency at the same distance to the teacher's distribution, eager, "
+              "batch {batch}) above 0 for every schedule with R, and above that of the same schedule without its R steps "
+              "(same teacher NFE)", "acceleration 53.1-58.3% on SiT-XL/2 (ImageNet 256); FID 2.12 at 100 ms/img, 3.93 at "
+              "38 ms/img", reads="ablations: refiner added; accel (eager); fit"),
+    ClaimSpec("flowturbo", "compile-cuts-latency", "Compiling each sampling step cuts latency further, without changing the "
+              "samples", "at every latency batch, the median over samplers of the eager/compiled latency ratio (each a "
+              "median of repeats) is above 1, and compiled samples agree with eager ones to 1e-5 (relative to the "
+              "samples' largest magnitude, at least 1)", "sample-aware compilation lowers latency in the ablation (Table 3 "
+              "of the paper)", reads="timing"),
+    ClaimSpec("flowturbo", "order", "H→P→R beats an interleaved schedule with the same counts",
+              "H2P2R2 against H1P1R1H1P1R1 (the same teacher and refiner calls): a lower paired RMSE and a smaller "
+              "distance to the teacher's distribution beyond the noise band ('within noise' counts where the interleaved "
+              "one is at the floor)", "[H1P1R1]×2 worse than H2P2R2 (ablation)",
+              reads="ablations: H→P→R order vs interleaved; fit"),
+    ClaimSpec("flowturbo", "small-refiner", "The refiner is small and cheap: about 5% of the predictor's parameters",
+              "the refiner has at most 10% of the teacher's parameters and one refiner call costs at most 10% of a teacher "
+              "call's floating-point operations (machine-independent); wall times per call and its training cost are "
+              "reported beside", "one SiT block: ≈4.4% of SiT-XL/2's parameters (29.7M of 675M), trained in under 6 h on "
+              "one A800", reads="fit; costs", exact="no parameters to compare the refiner's size with"),
+    ClaimSpec("flowturbo", "imagenet-latency", "On SiT-XL/2 (ImageNet 256, latents) FlowTurbo reaches FID 2.12 at 100 "
+              "ms/img and 3.93 at 38 ms/img", "", "acceleration 53.1-58.3% over Heun at equal FID",
+              untestable="needs the SiT-XL/2 checkpoint, ImageNet latents and a GPU; no profile holds them"),
+    ClaimSpec("flowturbo", "text-to-image", "FlowTurbo also accelerates text-to-image rectified flow (InstaFlow)", "",
+              "figures only", untestable="no text-to-image model in any profile (the official code has no text-to-image "
+              "part either)"),
+])
 
-    pc = ablations[ablations["ablation"] == "pseudo corrector, same teacher NFE"]
-    claims.append(claim(
-        "pseudo-corrector", "The pseudo corrector keeps Heun's quality at fewer teacher calls",
-        f"H1P(N−1) (N steps, N+1 teacher calls) against Heun at the same teacher NFE: a lower paired RMSE to the ground truth "
-        f"and a smaller distance to the teacher's distribution beyond the noise band ({sigmas:g} std of the difference; where "
-        "Heun is already within noise of the floor, 'within noise' counts)",
-        "P steps cost 1 NFE and keep second order (appendix proof); FID 3.93 at (7+3)×2 NFE vs Heun 3.68 at 16×2",
-        "; ".join(_pair_text(r) for r in pc.itertuples()) or "-", verdict(pc["quality_ok"].tolist())))
 
-    eager = accel[~accel["compiled"]].set_index("schedule")
-    added = ablations[ablations["ablation"] == "refiner added, same teacher NFE"]
+@check("flowturbo", "pseudo-corrector")
+def pseudo_corrector(ev: Evidence) -> Finding:
+    pc = ev.ablations[ev.ablations["ablation"] == "pseudo corrector, same teacher NFE"]
+    return Finding("; ".join(_pair_text(r) for r in pc.itertuples()) or "-", pc["quality_ok"].tolist())
+
+
+@check("flowturbo", "refiner-cuts-latency")
+def refiner_cuts_latency(ev: Evidence) -> Finding:
+    eager = ev.accel[~ev.accel["compiled"]].set_index("schedule")
+    added = ev.ablations[ev.ablations["ablation"] == "refiner added, same teacher NFE"]
     cases, ours = [], []
     for r in added.itertuples():
         if r.schedule not in eager.index or r.against not in eager.index:
@@ -306,14 +323,13 @@ def flowturbo_claims(df: pd.DataFrame, params: Params, teacher: str, fit: dict[s
                     f"{mine.heun_ms_at_same_distance:.3g} ms at the same distance, {mine.match}) vs {r.against} without the "
                     f"refiner {100 * partner.acceleration_ratio:+.0f}%; in predictor-equivalent cost "
                     f"{100 * mine.cost_ratio:+.0f}% vs {100 * partner.cost_ratio:+.0f}%")
-    claims.append(claim(
-        "refiner-cuts-latency", "The velocity refiner cuts latency at equal quality",
-        f"acceleration ratio (1 − latency / Heun's latency at the same distance to the teacher's distribution, eager, batch "
-        f"{batch}) above 0 for every schedule with R, and above that of the same schedule without its R steps (same teacher NFE)",
-        "acceleration 53.1-58.3% on SiT-XL/2 (ImageNet 256); FID 2.12 at 100 ms/img, 3.93 at 38 ms/img",
-        "; ".join(ours) or "-", verdict(cases)))
-    claims[-1] = unless_converged(claims[-1], refiner_unconverged(fit))
+    return Finding("; ".join(ours) or "-", cases, refiner_unconverged(ev.fit),
+                   fields={"batch": ev.params.flowturbo.ratio_batch})
 
+
+@check("flowturbo", "compile-cuts-latency")
+def compile_cuts_latency(ev: Evidence) -> Finding:
+    timing = ev.timing
     lat = timing["latency"]
     cases, ours = [], []
     if len(lat) and lat["compiled"].any():
@@ -328,39 +344,28 @@ def flowturbo_claims(df: pd.DataFrame, params: Params, teacher: str, fit: dict[s
         ours.append(f"samples agree to {worst:.1g} (max |compiled − eager| / max(1, max |eager|)); compiling took "
                     + ", ".join(f"{r.step} {r.compile_seconds:.1f} s" for r in timing["compile"].itertuples())
                     + ("; FELL BACK to eager" if timing["compile"]["fell_back"].any() else ""))
-    claims.append(claim(
-        "compile-cuts-latency", "Compiling each sampling step cuts latency further, without changing the samples",
-        "at every latency batch, the median over samplers of the eager/compiled latency ratio (each a median of repeats) is "
-        "above 1, and compiled samples agree with eager ones to 1e-5 (relative to the samples' largest magnitude, at least 1)",
-        "sample-aware compilation lowers latency in the ablation (Table 3 of the paper)",
-        "; ".join(ours) or "not run (flowturbo.compile leaves this teacher out)", verdict(cases)))
+    return Finding("; ".join(ours) or "not run (flowturbo.compile leaves this teacher out)", cases)
 
-    order = ablations[ablations["ablation"] == "H→P→R order vs interleaved"]
-    claims.append(claim(
-        "order", "H→P→R beats an interleaved schedule with the same counts",
-        "H2P2R2 against H1P1R1H1P1R1 (the same teacher and refiner calls): a lower paired RMSE and a smaller distance to the "
-        "teacher's distribution beyond the noise band ('within noise' counts where the interleaved one is at the floor)",
-        "[H1P1R1]×2 worse than H2P2R2 (ablation)",
-        "; ".join(_pair_text(r) for r in order.itertuples()) or "-", verdict(order["quality_ok"].tolist())))
-    claims[-1] = unless_converged(claims[-1], refiner_unconverged(fit))
 
-    at = costs.set_index("batch")
+@check("flowturbo", "order")
+def order(ev: Evidence) -> Finding:
+    rows = ev.ablations[ev.ablations["ablation"] == "H→P→R order vs interleaved"]
+    return Finding("; ".join(_pair_text(r) for r in rows.itertuples()) or "-", rows["quality_ok"].tolist(),
+                   refiner_unconverged(ev.fit))
+
+
+@check("flowturbo", "small-refiner")
+def small_refiner(ev: Evidence) -> Finding:
+    fit, at = ev.fit, ev.costs.set_index("batch")
     big = at.index.max()
-    claims.append(claim(
-        "small-refiner", "The refiner is small and cheap: about 5% of the predictor's parameters",
-        "the refiner has at most 10% of the teacher's parameters and one refiner call costs at most 10% of a teacher call's "
-        "floating-point operations (machine-independent); wall times per call and its training cost are reported beside",
-        "one SiT block: ≈4.4% of SiT-XL/2's parameters (29.7M of 675M), trained in under 6 h on one A800",
+    return Finding(
         f"{fit['params']:,} parameters = {100 * fit['param_ratio']:.1f}% of {fit['teacher_params']:,}; one call "
         f"{100 * at.loc[big, 'flop_ratio']:.1f}% of a teacher call's FLOPs; wall time per call "
         + ", ".join(f"{r.refiner_call_ms:.3g} vs {r.teacher_call_ms:.3g} ms (batch {b})" for b, r in at.iterrows())
         + f"; trained {fit['train_steps']} steps ({'plateau' if fit['converged'] else 'cap, still improving'}) in "
         f"{fit['train_flops']:.3g} FLOPs = {100 * fit['flop_fraction']:.1f}% of the teacher's training "
         f"({fit['train_seconds']:.1f} s = {100 * fit['train_fraction']:.1f}% of its wall time)",
-        verdict([bool(fit["param_ratio"] <= 0.10 and at.loc[big, "flop_ratio"] <= 0.10)])))
-    if params.teacher(teacher).exact:
-        claims = not_run(claims, {"small-refiner": EXACT_TEACHER + "no parameters to compare the refiner's size with"})
-    return claims + untestable("flowturbo", teacher, UNTESTABLE)
+        [bool(fit["param_ratio"] <= 0.10 and at.loc[big, "flop_ratio"] <= 0.10)])
 
 
 def refiner_unconverged(fit: dict[str, Any]) -> list[str]:

@@ -107,9 +107,9 @@ def path_cost(cost: Tensor, path: Tensor) -> float:
     return float(sum(cost[int(a), int(b)] for a, b in zip(path[:-1], path[1:])))
 
 
-def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100) -> ODESampler:
+def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100, **options: bool) -> ODESampler:
     """BOSS's training-free half in one call: Euler on the Bellman grid of `k` steps, chosen from the field's own
-    `n_fine`-step rollout of `noise` (use noise that you will not evaluate on).
+    `n_fine`-step rollout of `noise` (use noise that you will not evaluate on). `options`: check_finite, compiled.
 
     >>> from flowlib.models import ring_mixture
     >>> noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
@@ -120,4 +120,4 @@ def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100
     require_int("k", k)
     rollout = euler_rollout(velocity, noise, n_fine)
     path = bellman_grid(euler_cost_matrix(rollout), k)
-    return ODESampler(velocity, rollout.times[path], "euler", name=f"bellman-euler-k{k}")
+    return ODESampler(velocity, rollout.times[path], "euler", name=f"bellman-euler-k{k}", **options)

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError, describe
+from ..layout import bespoke_name
 from .nfe import Velocity
 from .samplers import CountingSampler
 
@@ -117,7 +118,7 @@ class BespokeSolver(nn.Module):
 
     @property
     def name(self) -> str:
-        return f"bespoke-{self.base}"
+        return bespoke_name(self.base)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -206,8 +207,9 @@ class BespokeSolver(nn.Module):
 class BespokeSampler(CountingSampler):
     """A Bespoke solver on a velocity field as a `Sampler` (`.nfe` counted, `.name` like `bespoke-rk2`)."""
 
-    def __init__(self, velocity: Velocity, solver: BespokeSolver, name: str | None = None, check_finite: bool = True):
-        super().__init__(velocity, check_finite)
+    def __init__(self, velocity: Velocity, solver: BespokeSolver, name: str | None = None, check_finite: bool = True,
+                 compiled: bool = False):
+        super().__init__(velocity, check_finite, compiled)
         if not isinstance(solver, BespokeSolver):
             raise ArgumentError(f"solver must be a trained BespokeSolver (flowlib.fit_bespoke(...).solver, or "
                                 f"flowlib.distill.bespoke.load_bespoke(path)), got {describe(solver)}.")
@@ -215,5 +217,5 @@ class BespokeSampler(CountingSampler):
         self.name = name or solver.name
         self._nfe = solver.nfe
 
-    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Velocity | None = None) -> Tensor:
         return self.solver.solve(velocity, noise)

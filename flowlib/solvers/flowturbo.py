@@ -9,22 +9,22 @@ t_i = i / N, N = the number of steps, passing a cached velocity c from step to s
 
 Reusing c costs an O(h^2) change of the point where d is evaluated, hence O(h^3) per step: P keeps second order.
 Teacher and refiner calls are counted apart: `.nfe` is the teacher's count, `.refiner_calls` the refiner's.
-With `compiled=True` each whole step (its network calls and the update) is one `torch.compile` unit; a compile
-failure falls back to eager with a `CompileFallbackWarning`, never silently.
+With `compiled=True` each whole step (its network calls and the update) is one `torch.compile` unit, its calls still
+counted; a compile failure falls back to eager with a `CompileFallbackWarning`, never silently.
 """
 from __future__ import annotations
 
 import re
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ArgumentError, FlowlibError, describe, require_velocity
-from .nfe import CountingVelocity, Velocity, check_noise, ensure_finite
+from ..errors import ArgumentError, FlowlibError, describe
+from .compiled import CallTally, CompiledFunction, CompileFallbackWarning  # noqa: F401 - re-exported
+from .nfe import Velocity
+from .samplers import CountingSampler
 
 Refiner = Callable[[Tensor, Tensor, Tensor], Tensor]
 STEP_KINDS = "HPR"
@@ -108,90 +108,45 @@ def refiner_step(refiner: Refiner, x: Tensor, cache: Tensor, t0: Tensor, t1: Ten
     return x + h / 2 * (d + d2), d
 
 
-class CompileFallbackWarning(RuntimeWarning):
-    """torch.compile failed for a step; the sampler runs that step eagerly."""
+class CompiledSteps(dict):
+    """The compiled H, P (and R) steps of one teacher (and refiner), by kind, shared by its compiled samplers so that
+    each step kind compiles once. The steps call the networks through `teacher` and `refiner` (`CallTally`), so a
+    sampler running them still counts every call."""
+
+    def __init__(self, steps: dict[str, CompiledFunction], teacher: CallTally, refiner: CallTally | None):
+        super().__init__(steps)
+        self.teacher, self.refiner = teacher, refiner
 
 
-class CompiledStep:
-    """A step function compiled on first use (dynamic batch size), falling back to eager with a warning."""
+class FlowTurboSampler(CountingSampler):
+    """Sample with a FlowTurbo schedule (a `Sampler`: `.nfe` teacher calls and `.refiner_calls`, both counted at the
+    call; `.name` the schedule).
 
-    def __init__(self, fn: Callable[..., tuple[Tensor, Tensor]], name: str):
-        self.eager, self.name = fn, name
-        self.compiled = torch.compile(fn, dynamic=True)
-        self.error: Exception | None = None
-        self.compile_seconds = 0.0
-        self._shapes: set[tuple[int, ...]] = set()
-
-    def __call__(self, *args: Tensor) -> tuple[Tensor, Tensor]:
-        if self.error is None:
-            shape = tuple(args[0].shape)
-            first = shape not in self._shapes
-            start = time.perf_counter()
-            try:
-                out = self.compiled(*args)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure: warn and run eagerly
-                self.error = exc
-                warnings.warn(f"torch.compile failed for the FlowTurbo {self.name} step ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]}); running it eagerly.", CompileFallbackWarning, stacklevel=2)
-                return self.eager(*args)
-            if first:  # the first call at a batch size compiles (or looks up) its graph
-                self.compile_seconds += time.perf_counter() - start
-                self._shapes.add(shape)
-            return out
-        return self.eager(*args)
-
-
-class FlowTurboSampler:
-    """Sample with a FlowTurbo schedule (a `Sampler`: `.nfe` teacher calls, `.name` the schedule).
-
-    `refiner` is required when the schedule has R steps. Compiled samplers of one teacher share their compiled
-    steps through `steps`, so each step kind compiles once (see `compiled_steps`).
+    `refiner` is required when the schedule has R steps. With `compiled=True` each step kind is one compiled unit;
+    compiled samplers of one teacher share those steps through `steps` (see `compiled_steps`), so each kind compiles
+    once.
     """
 
     def __init__(self, velocity: nn.Module | Velocity, schedule: str | Schedule, refiner: Refiner | None = None, *,
-                 compiled: bool = False, steps: dict[str, Callable] | None = None, name: str | None = None,
+                 compiled: bool = False, steps: CompiledSteps | None = None, name: str | None = None,
                  check_finite: bool = True):
-        require_velocity("velocity", velocity)
         if not isinstance(schedule, (str, Schedule)):
             raise ArgumentError(f"schedule must be a FlowTurbo schedule such as 'H1P4R2' (or a Schedule), got "
                                 f"{describe(schedule)}; the NFE follows from the schedule.")
-        if refiner is not None:
-            require_velocity("refiner", refiner, arity=3)
+        super().__init__(velocity, check_finite, compiled, refiner)
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule.parse(schedule)
         if self.schedule.count("R") and refiner is None:
             raise ScheduleError(f"Schedule {self.schedule} has refiner steps but no refiner was given; train one "
                                 "(flowlib.distill.train_refiner) or drop the R steps.")
-        self.velocity, self.refiner, self.compiled = velocity, refiner, compiled
+        if steps is not None and not isinstance(steps, CompiledSteps):
+            raise ArgumentError(f"steps must come from flowlib.solvers.flowturbo.compiled_steps(velocity, refiner), got "
+                                f"{describe(steps)}.")
         self.steps = steps if steps is not None else (compiled_steps(velocity, refiner) if compiled else None)
         self.name = name or str(self.schedule) + ("-compiled" if compiled else "")
         self._nfe, self.refiner_calls = self.schedule.teacher_calls, self.schedule.refiner_calls
-        self.check_finite = check_finite
 
-    @property
-    def nfe(self) -> int:
-        return self._nfe
-
-    @torch.no_grad()
-    def __call__(self, noise: Tensor) -> Tensor:
-        check_noise(noise, self.velocity, f"sampler {self.name!r}")
-        if self.compiled:
-            out = self._run(noise, self.steps, self.velocity, self.refiner)
-            self._nfe, self.refiner_calls = self.schedule.teacher_calls, self.schedule.refiner_calls  # = the eager count
-        else:
-            teacher, refiner = self._counters(per_call=False)
-            out = self._run(noise, None, teacher, refiner)
-            self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
-        ensure_finite(out, lambda: self._run(noise, None, *self._counters(per_call=True)), f"sampler {self.name!r}",
-                      self.check_finite)
-        return out
-
-    def _counters(self, per_call: bool) -> tuple[CountingVelocity, CountingVelocity | None]:
-        teacher = CountingVelocity(self.velocity, self.check_finite, f"the velocity field (sampler {self.name!r})", per_call)
-        refiner = (CountingVelocity(self.refiner, self.check_finite, f"the refiner (sampler {self.name!r})", per_call)
-                   if self.refiner is not None else None)
-        return teacher, refiner
-
-    def _run(self, noise: Tensor, steps: dict[str, Callable] | None, velocity: Velocity, refiner: Refiner | None) -> Tensor:
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Refiner | None = None,
+                  steps: CompiledSteps | None = None) -> Tensor:
         grid = torch.linspace(0.0, 1.0, self.schedule.n_steps + 1, dtype=noise.dtype, device=noise.device)
         x, cache = noise, None
         for i, kind in enumerate(self.schedule.steps):
@@ -204,19 +159,38 @@ class FlowTurboSampler:
                 x, cache = steps["R"](x, cache, t0, t1) if steps else refiner_step(refiner, x, cache, t0, t1)
         return x
 
+    def _compile(self) -> Callable[[Tensor], Tensor]:
+        """The shared compiled steps in the schedule's order, their calls counted by the steps' tallies."""
+        steps = self.steps
 
-def compiled_steps(velocity: nn.Module | Velocity, refiner: Refiner | None = None) -> dict[str, CompiledStep]:
-    """The H, P (and R) steps of one teacher (and refiner), each a `CompiledStep`; share them between samplers."""
+        def run(noise: Tensor) -> Tensor:
+            steps.teacher.reset()
+            if steps.refiner is not None:
+                steps.refiner.reset()
+            out = self.integrate(self.velocity, noise, self.refiner, steps)
+            self._nfe = steps.teacher.nfe
+            self.refiner_calls = steps.refiner.nfe if steps.refiner is not None else 0
+            return out
+
+        return run
+
+
+def compiled_steps(velocity: nn.Module | Velocity, refiner: Refiner | None = None) -> CompiledSteps:
+    """The H, P (and R) steps of one teacher (and refiner), each a `CompiledFunction` (a compile failure warns and
+    runs that step eagerly); share them between samplers. Their network calls are counted (`CallTally`)."""
+    teacher = CallTally(velocity)
+    counted = CallTally(refiner) if refiner is not None else None
+
     def h(x, t0, t1):
-        return heun_step(velocity, x, t0, t1)
+        return heun_step(teacher, x, t0, t1)
 
     def p(x, cache, t0, t1):
-        return pseudo_step(velocity, x, cache, t0, t1)
+        return pseudo_step(teacher, x, cache, t0, t1)
 
-    steps = {"H": CompiledStep(h, "H"), "P": CompiledStep(p, "P")}
-    if refiner is not None:
+    steps = {"H": CompiledFunction(h, "the FlowTurbo H step"), "P": CompiledFunction(p, "the FlowTurbo P step")}
+    if counted is not None:
         def r(x, cache, t0, t1):
-            return refiner_step(refiner, x, cache, t0, t1)
+            return refiner_step(counted, x, cache, t0, t1)
 
-        steps["R"] = CompiledStep(r, "R")
-    return steps
+        steps["R"] = CompiledFunction(r, "the FlowTurbo R step")
+    return CompiledSteps(steps, teacher, counted)

@@ -7,7 +7,7 @@ broadcasting). A first call that fails inside the field is re-raised as `Velocit
 
 NaN/inf: a sampler checks its *output* once per call (a NaN or inf anywhere along an ODE solve reaches the final
 state), and only when that fails re-runs the same noise with a per-call check to name the first bad evaluation
-(`run_checked`); paths with no single output to check (the adaptive ground truth, the Bellman rollout, training)
+(`CountingSampler`); paths with no single output to check (the adaptive ground truth, the Bellman rollout, training)
 check every call (`per_call=True`). `check_finite=False` is the one opt-out.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class CountingVelocity:
 
     Every output is checked against `x` (same shape, floating dtype); with `per_call` and `check_finite` every
     output is also checked for NaN/inf, and the error names the call and its time (samplers leave `per_call` off and
-    check their output once instead, see `run_checked`).
+    check their output once instead, see `ensure_finite`).
 
     >>> v = CountingVelocity(lambda x, t: -x)
     >>> _ = v(torch.ones(4, 2), torch.zeros(4)); v.nfe
@@ -131,13 +131,3 @@ def ensure_finite(out: Tensor, rerun_per_call: Callable[[], Any], name: str, che
         rerun_per_call()
         raise NonFiniteError(f"{name}: the samples contain NaN or inf although every evaluation of the field was "
                              "finite (a step overflowed?); try more steps, or pass check_finite=False to skip this check.")
-
-
-def run_checked(integrate: Callable[[CountingVelocity], Tensor], velocity: Velocity, name: str,
-                check_finite: bool) -> tuple[Tensor, int]:
-    """`integrate(counter)` through a `CountingVelocity`, its samples checked once (`ensure_finite`); returns
-    (output, NFE)."""
-    counter = CountingVelocity(velocity, check_finite, name=name, per_call=False)
-    out = integrate(counter)
-    ensure_finite(out, lambda: integrate(CountingVelocity(velocity, True, name=name, per_call=True)), name, check_finite)
-    return out, counter.nfe

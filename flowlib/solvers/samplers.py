@@ -1,16 +1,17 @@
 """The one shape every method shares: `sampler(noise) -> samples`, with `.nfe` and `.name`."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from ..errors import ArgumentError, describe, require_number, require_velocity
 from .adaptive import solve_adaptive
+from .compiled import CallTally, CompiledFunction
 from .fixed_grid import get_tableau, solve
 from .grids import GridError, as_time_grid, uniform_grid
-from .nfe import Velocity, check_noise, run_checked
+from .nfe import CountingVelocity, Velocity, check_noise, check_output, ensure_finite
 
 
 @runtime_checkable
@@ -26,37 +27,96 @@ class Sampler(Protocol):
 
 
 class CountingSampler:
-    """Base of the ODE samplers: `__call__` integrates through a `CountingVelocity` (no grad) and stores the
-    measured NFE, so `.nfe` is always counted, never computed by hand. Subclasses implement `integrate`.
+    """The base of every flowlib sampler (fixed grid, adaptive, Bellman, Bespoke, FlowTurbo, one-step generator).
 
-    Every call goes through flowlib's checking layer (`solvers.nfe`): the noise against the field (a floating
-    tensor with a batch axis, the network's dtype and data shape), every output's shape and dtype, and with
-    `check_finite` (default True) one NaN/inf check of the samples; only when it fails is the noise run again to
-    raise `NonFiniteError` naming the evaluation and time where NaN or inf first appeared."""
+    Subclasses implement `integrate(velocity, noise, refiner)`; the base calls it through counters, so `.nfe` (teacher
+    calls) and `.refiner_calls` (calls of a second network, FlowTurbo's refiner) are always counted at the call, never
+    computed by formula (before the first call `.nfe` is what the sampler expects to spend).
+
+    Every call goes through flowlib's checking layer (`solvers.nfe`): the noise against the field (a floating tensor
+    with a batch axis, the network's dtype and data shape), the outputs' shape and dtype, and with `check_finite`
+    (default True) one NaN/inf check of the samples; only when it fails is the noise run again with every evaluation
+    checked, to raise `NonFiniteError` naming the evaluation and time where NaN or inf first appeared.
+
+    `compiled=True` runs `integrate` as one `torch.compile` unit (network calls and updates fused; samplers whose
+    control flow depends on values, such as the adaptive one, compile the field instead: `compile_whole = False`).
+    The calls are still counted inside the compiled code (`CallTally`); a compiler failure warns and runs eagerly.
+    """
 
     name: str
+    compile_whole = True
     _nfe: int = 0
+    refiner_calls: int = 0
 
-    def __init__(self, velocity: Velocity, check_finite: bool = True):
+    def __init__(self, velocity: Velocity, check_finite: bool = True, compiled: bool = False,
+                 refiner: Callable[..., Tensor] | None = None):
         require_velocity("velocity", velocity)
-        if not isinstance(check_finite, bool):
-            raise ArgumentError(f"check_finite must be True or False, got {describe(check_finite)}.")
-        self.velocity = velocity
-        self.check_finite = check_finite
+        for flag, value in (("check_finite", check_finite), ("compiled", compiled)):
+            if not isinstance(value, bool):
+                raise ArgumentError(f"{flag} must be True or False, got {describe(value)}.")
+        if refiner is not None:
+            require_velocity("refiner", refiner, arity=3)
+        self.velocity, self.refiner = velocity, refiner
+        self.check_finite, self.compiled = check_finite, compiled
+        self._compiled_run: Callable[[Tensor], Tensor] | None = None
 
     @property
     def nfe(self) -> int:
         return self._nfe
 
-    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Callable[..., Tensor] | None = None) -> Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
     def __call__(self, noise: Tensor) -> Tensor:
         check_noise(noise, self.velocity, f"sampler {self.name!r}")
-        out, self._nfe = run_checked(lambda v: self.integrate(v, noise), self.velocity,
-                                     f"the velocity field (sampler {self.name!r})", self.check_finite)
+        out = self._run_compiled(noise) if self.compiled else self._run(noise, per_call=False)
+        if type(out) is not Tensor or out.shape != noise.shape:
+            check_output(out, noise, f"sampler {self.name!r}")
+        ensure_finite(out, lambda: self._run(noise, per_call=True), f"sampler {self.name!r}", self.check_finite)
         return out
+
+    def _run(self, noise: Tensor, per_call: bool, velocity: Velocity | None = None,
+             refiner: Callable[..., Tensor] | None = None) -> Tensor:
+        """`integrate` eagerly through checking counters (of `velocity` and `refiner`, by default the sampler's own)."""
+        where = f"(sampler {self.name!r})"
+        teacher = CountingVelocity(velocity or self.velocity, self.check_finite, f"the velocity field {where}", per_call)
+        second = refiner or self.refiner
+        counted = CountingVelocity(second, self.check_finite, f"the refiner {where}", per_call) if second is not None else None
+        out = self.integrate(teacher, noise, counted)
+        self._nfe, self.refiner_calls = teacher.nfe, counted.nfe if counted is not None else 0
+        return out
+
+    def _run_compiled(self, noise: Tensor) -> Tensor:
+        if self._compiled_run is None:
+            self._compiled_run = self._compile()
+        return self._compiled_run(noise)
+
+    def _compile(self) -> Callable[[Tensor], Tensor]:
+        """The compiled run: the whole integration through tallies, or (compile_whole False) the eager integration
+        of compiled fields."""
+        label = f"sampler {self.name!r}"
+        if not self.compile_whole:
+            fields = [CompiledFunction(f, f"{label}'s field") if f is not None else None for f in (self.velocity, self.refiner)]
+            return lambda noise: self._run(noise, False, *fields)
+        teacher = CallTally(self.velocity)
+        refiner = CallTally(self.refiner) if self.refiner is not None else None
+
+        def whole(noise: Tensor) -> Tensor:
+            return self.integrate(teacher, noise, refiner)
+
+        compiled = CompiledFunction(whole, label, fallback=lambda noise: self._run(noise, per_call=False))
+
+        def run(noise: Tensor) -> Tensor:
+            teacher.reset()
+            if refiner is not None:
+                refiner.reset()
+            out = compiled(noise)
+            if compiled.error is None:  # the fallback counted its own calls
+                self._nfe, self.refiner_calls = teacher.nfe, refiner.nfe if refiner is not None else 0
+            return out
+
+        return run
 
 
 class ODESampler(CountingSampler):
@@ -73,8 +133,8 @@ class ODESampler(CountingSampler):
     """
 
     def __init__(self, velocity: Velocity, time_grid: Tensor | Sequence[float] | int, method: str = "euler",
-                 name: str | None = None, check_finite: bool = True):
-        super().__init__(velocity, check_finite)
+                 name: str | None = None, check_finite: bool = True, compiled: bool = False):
+        super().__init__(velocity, check_finite, compiled)
         self.time_grid = full_time_grid(time_grid)
         get_tableau(method)
         self.method = method
@@ -82,14 +142,15 @@ class ODESampler(CountingSampler):
         self._nfe = get_tableau(method).stages * (self.time_grid.numel() - 1)
 
     @classmethod
-    def uniform(cls, velocity: Velocity, nfe: int, method: str = "euler") -> "ODESampler":
-        """The uniform grid whose step count spends exactly `nfe` evaluations (nfe divisible by the stages)."""
+    def uniform(cls, velocity: Velocity, nfe: int, method: str = "euler", **options: bool) -> "ODESampler":
+        """The uniform grid whose step count spends exactly `nfe` evaluations (nfe divisible by the stages);
+        `options`: check_finite, compiled."""
         stages = get_tableau(method).stages
         if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < stages or nfe % stages:
             raise ArgumentError(f"{method} needs a multiple of {stages} NFE, got nfe={nfe}.")
-        return cls(velocity, uniform_grid(nfe // stages), method)
+        return cls(velocity, uniform_grid(nfe // stages), method, **options)
 
-    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Callable[..., Tensor] | None = None) -> Tensor:
         return solve(velocity, noise, self.time_grid, self.method)
 
 
@@ -107,12 +168,15 @@ def full_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
 class AdaptiveSampler(CountingSampler):
     """The ground truth (dopri5 at tight tolerance) as a sampler; `.nfe` is measured on the last call."""
 
-    def __init__(self, velocity: Velocity, rtol: float = 1e-5, atol: float = 1e-5, name: str = "adaptive"):
-        super().__init__(velocity)
+    compile_whole = False  # step acceptance depends on values: compile the field, integrate eagerly
+
+    def __init__(self, velocity: Velocity, rtol: float = 1e-5, atol: float = 1e-5, name: str = "adaptive",
+                 check_finite: bool = True, compiled: bool = False):
+        super().__init__(velocity, check_finite, compiled)
         self.rtol = require_number("rtol", rtol, 0, low_open=True)
         self.atol = require_number("atol", atol, 0, low_open=True)
         self.name = name
 
-    def integrate(self, velocity: Velocity, noise: Tensor) -> Tensor:
+    def integrate(self, velocity: Velocity, noise: Tensor, refiner: Callable[..., Tensor] | None = None) -> Tensor:
         velocity.per_call = self.check_finite  # dopri5 stalls on a NaN before any output exists: check every call
         return solve_adaptive(velocity, noise, rtol=self.rtol, atol=self.atol)
