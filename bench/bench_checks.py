@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     shape = load_dataset("digits").shape
-    model = build_model({"arch": "mlp", "hidden": 512, "depth": 4}, shape).eval().requires_grad_(False)
+    model = build_model(shape, {"arch": "mlp", "hidden": 512, "depth": 4}).eval().requires_grad_(False)
     noise = torch.randn(1, *shape)
     grid = uniform_grid(8)
     steps = [(grid[i].float().expand(1), float(grid[i + 1] - grid[i])) for i in range(8)]

@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     shape = load_dataset("digits").shape
-    teacher = build_model({"arch": "mlp", "hidden": 512, "depth": 4}, shape).eval().requires_grad_(False)
+    teacher = build_model(shape, {"arch": "mlp", "hidden": 512, "depth": 4}).eval().requires_grad_(False)
     refiner = VelocityRefiner(shape, {"arch": "mlp", "hidden": 128, "depth": 3, "time_dim": 32})
     with torch.no_grad():
         refiner.body.out.weight.normal_(0, 1e-3)

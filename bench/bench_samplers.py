@@ -81,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     shape = load_dataset("digits").shape
-    model = build_model({"arch": "mlp", "hidden": 512, "depth": 4}, shape).eval().requires_grad_(False)
+    model = build_model(shape, {"arch": "mlp", "hidden": 512, "depth": 4}).eval().requires_grad_(False)
     refiner = VelocityRefiner(shape, {"arch": "mlp", "hidden": 128, "depth": 2}).eval().requires_grad_(False)
     rollout_noise = torch.randn(64, *shape, generator=torch.Generator().manual_seed(1))
     eager, compiled = samplers(model, refiner, rollout_noise, False), samplers(model, refiner, rollout_noise, True)

@@ -36,7 +36,7 @@ def main() -> None:
     noise = torch.randn(args.batch, *digits.shape)
     rows, train_rows = [], []
     for label, cfg in ARCHS.items():
-        model = build_model(cfg, digits.shape).eval().requires_grad_(False)
+        model = build_model(digits.shape, cfg).eval().requires_grad_(False)
         for method, nfe in [("euler", 1), ("euler", 8), ("heun", 8), ("rk4", 8), ("euler", 32)]:
             sampler = ODESampler.uniform(model, nfe, method)
             _, seconds = time_call(lambda s=sampler: s(noise), args.repeats)
@@ -48,7 +48,7 @@ def main() -> None:
             _, counted = time_call(lambda m=model, g=grid: solve(CountingVelocity(m), noise, g, "euler"), args.repeats)
         rows.append({"model": label, "solver": "euler (counter overhead %)", "nfe": 32,
                      "ms_per_sample": 100 * (counted - plain) / plain, "ms_per_nfe_batch": float("nan")})
-        train_model = build_model(cfg, digits.shape)
+        train_model = build_model(digits.shape, cfg)
         start = time.perf_counter()
         train_teacher(train_model, digits.sample_batch, 256, TrainConfig(steps=50, warmup=5), progress=False)
         train_rows.append({"model": label, "params": count_parameters(train_model),

@@ -13,6 +13,7 @@ torch.Size([128, 2])
 """
 from .artifacts import CheckpointError, CheckpointKindError
 from .distill.bespoke import fit_bespoke, train_bespoke
+from .distill.boss import straighten
 from .distill.fgm import GeneratorSampler, OneStepGenerator, train_fgm
 from .distill.flowturbo import train_refiner
 from .errors import ArgumentError, FlowlibError
@@ -34,7 +35,7 @@ __all__ = [
     "Sampler", "ODESampler", "AdaptiveSampler", "solve", "solve_adaptive", "uniform_grid", "as_time_grid",
     "CountingVelocity", "compare_samplers",
     # the four methods
-    "bellman_sampler", "BespokeSolver", "BespokeSampler", "fit_bespoke", "train_bespoke",
+    "bellman_sampler", "straighten", "BespokeSolver", "BespokeSampler", "fit_bespoke", "train_bespoke",
     "VelocityRefiner", "train_refiner", "FlowTurboSampler", "Schedule",
     "OneStepGenerator", "GeneratorSampler", "train_fgm",
     # training and checkpoints

@@ -36,11 +36,33 @@ os.umask(_UMASK)
 
 
 class CheckpointError(FlowlibError, RuntimeError):
-    """A checkpoint is missing, truncated or corrupt, or a path cannot hold one."""
+    """A checkpoint is missing, truncated or corrupt, or a path cannot hold one.
+
+    >>> import tempfile, pathlib
+    >>> from flowlib import load_velocity_model
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "broken.pt"
+    >>> _ = path.write_bytes(b"not a checkpoint")
+    >>> try:
+    ...     load_velocity_model(path)
+    ... except CheckpointError:
+    ...     print("refused")
+    refused
+    """
 
 
 class CheckpointKindError(CheckpointError):
-    """A checkpoint of one kind (say, an FGM generator) was given where another kind (a velocity model) belongs."""
+    """A checkpoint of one kind (say, an FGM generator) was given where another kind (a velocity model) belongs.
+
+    >>> import tempfile, pathlib
+    >>> from flowlib.artifacts import load_checkpoint, save_checkpoint
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "grids.pt"
+    >>> _ = save_checkpoint({"times": [0.0, 1.0]}, path, kind="artefact")
+    >>> try:
+    ...     load_checkpoint(path, kind="velocity")
+    ... except CheckpointKindError:
+    ...     print("refused")
+    refused
+    """
 
 
 # every kind of checkpoint flowlib writes: what it is, and the function that loads it

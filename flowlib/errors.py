@@ -12,11 +12,27 @@ from typing import Any, Callable
 
 
 class FlowlibError(Exception):
-    """Base of every error flowlib raises."""
+    """Base of every error flowlib raises.
+
+    >>> import flowlib
+    >>> try:
+    ...     flowlib.ODESampler(lambda x, t: -x, 0)
+    ... except flowlib.FlowlibError as err:
+    ...     print(type(err).__name__)
+    GridError
+    """
 
 
 class ArgumentError(FlowlibError, TypeError, ValueError):
-    """A public function or constructor got an argument of the wrong type or an impossible value."""
+    """A public function or constructor got an argument of the wrong type or an impossible value.
+
+    >>> from flowlib import ODESampler
+    >>> try:
+    ...     ODESampler.uniform(lambda x, t: -x, 3, "heun")
+    ... except ArgumentError as err:
+    ...     print(err)
+    heun needs a multiple of 2 NFE, got nfe=3.
+    """
 
 
 def exception_line(exc: BaseException, limit: int = 200) -> str:

@@ -69,6 +69,12 @@ class TrainConfig(BaseModel):
     """Optimisation settings shared by every trainer in flowlib (validated on construction).
 
     The same model is the `train:` block of every stage in params.yaml, so a bad value fails with the key's name.
+
+    Args:
+        The fields below, by keyword; anything else, or a value out of range, raises `TrainConfigError`.
+
+    >>> TrainConfig(steps=200, lr=2e-4).steps
+    200
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -455,7 +461,23 @@ def train_teacher(
     result only *reports* whether that loss had plateaued (`converged`).
 
     A resume from `ckpt_dir` happens only when everything that decides the result matches: `config`, the network's
-    architecture, the data (a probe batch of `sample_batch`), `batch_size` and `run_config`."""
+    architecture, the data (a probe batch of `sample_batch`), `batch_size` and `run_config`.
+
+    Args:
+        model: the network to train; sample_batch: draws n data points; batch_size; config: a `TrainConfig`;
+        ckpt_dir: resume folder; run_config: what else decides the result (part of the resume fingerprint);
+        heldout: validation data.
+
+    Returns:
+        A `TrainResult` (`ema_model` is the teacher to sample from).
+
+    >>> from flowlib import TrainConfig, build_model
+    >>> from flowlib.data import load_dataset
+    >>> ring = load_dataset("8gaussians", n_toy=256)
+    >>> net = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
+    >>> train_teacher(net, ring.sample_batch, 32, TrainConfig(steps=3, warmup=0), progress=False).steps
+    3
+    """
     check_training_args(model, config, batch_size)
     run = {"data": data_identity(sample_batch), "batch_size": batch_size, **(run_config or {})}
     if heldout is not None:
@@ -473,7 +495,7 @@ def check_training_args(model: Any, config: Any, batch_size: Any, name: str = "m
     """The arguments every public trainer shares: a network with weights, a `TrainConfig`, a positive batch size."""
     if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
         raise ArgumentError(f"{name} must be a network with weights to train (an nn.Module, e.g. "
-                            f"flowlib.build_model({{'arch': 'mlp'}}, shape)), got {type(model).__name__}.")
+                            f"flowlib.build_model(shape, {{'arch': 'mlp'}})), got {type(model).__name__}.")
     if not isinstance(config, TrainConfig):
         raise ArgumentError(f"config must be a flowlib.TrainConfig (e.g. TrainConfig(steps=1000, lr=1e-3)), got "
                             f"{type(config).__name__}.")
@@ -486,7 +508,16 @@ def heldout_flow_matching_loss(model: nn.Module, x1: Tensor, seed: int = 0) -> f
 
 
 class NoWeightsError(FlowlibError, ValueError):
-    """A method that finetunes the teacher's weights was given a velocity field without any."""
+    """A method that finetunes the teacher's weights was given a velocity field without any.
+
+    >>> from flowlib import ring_mixture
+    >>> from flowlib.flow import trainable_copy
+    >>> try:
+    ...     trainable_copy(ring_mixture())
+    ... except NoWeightsError:
+    ...     print("refused")
+    refused
+    """
 
 
 def trainable_copy(teacher: nn.Module | Callable, start: nn.Module | None = None) -> nn.Module:
@@ -497,13 +528,29 @@ def trainable_copy(teacher: nn.Module | Callable, start: nn.Module | None = None
     if not isinstance(source, nn.Module) or not any(True for _ in source.parameters()):
         raise NoWeightsError(
             f"{type(source).__name__} has no parameters to finetune (an exact or hand-written velocity field?). "
-            "Pass a network to start from, e.g. flowlib.build_model({'arch': 'mlp'}, shape).")
+            "Pass a network to start from, e.g. flowlib.build_model(shape, {'arch': 'mlp'}).")
     return copy.deepcopy(source).requires_grad_(True).train()
 
 
 def save_velocity_model(path: str | Path, model: nn.Module, model_config: dict, shape: tuple[int, ...], *,
                         kind: str = "velocity", **meta) -> None:
-    """Save weights plus the config needed to rebuild the net (checksummed, atomic; `kind` recorded)."""
+    """Save weights plus the config needed to rebuild the net (checksummed, atomic; `kind` recorded).
+
+    Args:
+        path: the .pt file; model: the network; model_config: what `build_model` rebuilds it from; shape: the data
+        shape; kind: the checkpoint kind; meta: anything else to store.
+
+    Returns:
+        None; the file is written atomically with a checksum, and `load_velocity_model` rebuilds the network.
+
+    >>> import tempfile, pathlib
+    >>> from flowlib import build_model, load_velocity_model
+    >>> net = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "net.pt"
+    >>> save_velocity_model(path, net, {"arch": "mlp", "hidden": 16, "depth": 2}, (2,))
+    >>> type(load_velocity_model(path)).__name__
+    'MLPVelocity'
+    """
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be an nn.Module to save, got {type(model).__name__}.")
     save_checkpoint(
@@ -520,7 +567,7 @@ def rebuild_net(state: dict, path: str | Path, rebuild_hint: str = "",
     from .models import build_model
 
     try:
-        model = build() if build is not None else build_model(state["model_config"], tuple(state["shape"]))
+        model = build() if build is not None else build_model(tuple(state["shape"]), state["model_config"])
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         fix = f" Rebuild it with: {rebuild_hint}" if rebuild_hint else " Rebuild it with the step that wrote it."
@@ -530,6 +577,19 @@ def rebuild_net(state: dict, path: str | Path, rebuild_hint: str = "",
 
 def load_velocity_model(path: str | Path, rebuild_hint: str = "") -> nn.Module:
     """Rebuild a net saved by `save_velocity_model`, in eval mode with gradients off (any other kind of
-    checkpoint is refused, naming its kind and loader)."""
+    checkpoint is refused, naming its kind and loader).
+
+    Args:
+        path: a checkpoint written by `save_velocity_model`; rebuild_hint: how to remake it, quoted in errors.
+
+    Returns:
+        The network, in eval mode with gradients off.
+
+    >>> try:
+    ...     load_velocity_model("no/such/file.pt")
+    ... except CheckpointError as err:
+    ...     print(type(err).__name__)
+    CheckpointError
+    """
     state = load_checkpoint(path, rebuild_hint, kind="velocity")
     return rebuild_net(state, path, rebuild_hint).eval().requires_grad_(False)

@@ -93,7 +93,7 @@ def test_finetuning_a_field_without_weights_says_how_to_fix_it():
     with pytest.raises(flowlib.NoWeightsError, match="no parameters to finetune.*build_model"):
         reflow(flowlib.ring_mixture(), z, z, flowlib.TrainConfig(steps=1), 4, progress=False)
     student, _ = reflow(flowlib.ring_mixture(), z, z, flowlib.TrainConfig(steps=2, warmup=0), 4, progress=False,
-                        start=flowlib.build_model({"arch": "mlp", "hidden": 16, "depth": 2}, (2,)))
+                        start=flowlib.build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2}))
     assert student(z, torch.rand(16)).shape == (16, 2)
 
 
@@ -110,3 +110,18 @@ def test_readme_example_runs_as_written(capsys):
     euler = table.set_index("sampler")["rmse_to_gt"]
     assert euler["bespoke-rk2"] < euler["euler"] and euler["bellman-euler-k4"] < euler["euler"]
     assert "bespoke-rk2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", flowlib.__all__)
+def test_every_public_name_is_documented_with_a_runnable_example(name):
+    """Every name in flowlib.__all__: a docstring with an example (run by the doctests of `make test`), and for
+    functions and constructors their Args (and a function's Returns)."""
+    import inspect
+
+    obj = getattr(flowlib, name)
+    doc = inspect.getdoc(obj) or ""
+    assert ">>>" in doc, f"flowlib.{name} has no runnable example"
+    if inspect.isfunction(obj):
+        assert "Args:" in doc and "Returns:" in doc, f"flowlib.{name} does not document its Args and Returns"
+    elif inspect.isclass(obj) and not issubclass(obj, Exception) and name != "Sampler":
+        assert "Args:" in doc, f"flowlib.{name} does not document its constructor's Args"

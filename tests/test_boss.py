@@ -79,7 +79,7 @@ def test_bad_cost_matrix():
 @pytest.mark.parametrize("cfg,shape", [({"arch": "mlp", "hidden": 32, "depth": 3}, (1, 8, 8)),
                                        ({"arch": "unet", "width": 8, "channel_mult": [1, 2]}, (1, 8, 8))])
 def test_lora_is_output_identical_at_init_and_small(cfg, shape):
-    model = build_model(cfg, shape).eval()
+    model = build_model(shape, cfg).eval()
     lora = apply_lora(model, rank=4).eval()
     x, t = torch.randn(3, *shape), torch.rand(3)
     assert torch.equal(model(x, t), lora(x, t))
@@ -115,7 +115,7 @@ def test_reflow_times():
 def test_straightening_lowers_the_k_step_error():
     """Finetuning on Bellman pairs brings K-step Euler closer to the teacher's fine solution on held-out noise."""
     ds = load_dataset("8gaussians", n_toy=4000)
-    teacher = train_teacher(build_model({"arch": "mlp", "hidden": 128, "depth": 3}, ds.shape), ds.sample_batch, 256,
+    teacher = train_teacher(build_model(ds.shape, {"arch": "mlp", "hidden": 128, "depth": 3}), ds.sample_batch, 256,
                             TrainConfig(steps=600, lr=3e-3, warmup=50, ema_decay=0.99), progress=False).ema_model
     gen = torch.Generator().manual_seed(0)
     k, n_fine = 2, 40
@@ -143,7 +143,7 @@ def test_straightening_lowers_the_k_step_error():
 
 
 def test_lora_straightening_is_deterministic():
-    teacher = build_model({"arch": "mlp", "hidden": 16, "depth": 3}, (2,)).eval()
+    teacher = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 3}).eval()
     rollout = euler_rollout(teacher, torch.randn(64, 2, generator=torch.Generator().manual_seed(0)), 8)
     pairs = straightening_pairs(rollout, torch.tensor([0, 4, 8]))
     cfg = TrainConfig(steps=5, warmup=1)

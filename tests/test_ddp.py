@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent('''
     torch.set_num_threads(1)
     ds = load_dataset("moons", n_toy=1000)
     torch.manual_seed(int(os.environ["RANK"]))  # different init per rank: DDP must broadcast rank 0's weights
-    model = build_model({"arch": "mlp", "hidden": 32, "depth": 3}, ds.shape)
+    model = build_model(ds.shape, {"arch": "mlp", "hidden": 32, "depth": 3})
     result = train_teacher(model, ds.sample_batch, 64, TrainConfig(steps=60, lr=3e-3, warmup=5, log_every=10,
                            ckpt_every=30), sys.argv[1], progress=False)
     flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])

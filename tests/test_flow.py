@@ -27,7 +27,7 @@ def test_linear_path_convention():
 
 def test_flow_matching_loss_falls_on_a_toy():
     ds = load_dataset("8gaussians", n_toy=2000)
-    model = build_model(MLP, ds.shape)
+    model = build_model(ds.shape, MLP)
     cfg = TrainConfig(steps=400, lr=3e-3, warmup=20, log_every=20, ema_decay=0.99)
     result = train_teacher(model, ds.sample_batch, 256, cfg, progress=False)
     first, last = result.history[0][1], min(loss for _, loss in result.history[-5:])
@@ -44,7 +44,7 @@ def test_resume_continues_exactly(tmp_path):
 
     def make():
         torch.manual_seed(123)
-        return build_model(MLP, ds.shape)
+        return build_model(ds.shape, MLP)
 
     def loss_fn_factory(crash_at=None):
         calls = {"n": 0}
@@ -69,14 +69,14 @@ def test_resume_continues_exactly(tmp_path):
 def test_stale_checkpoint_is_not_resumed(tmp_path, capsys):
     ds = load_dataset("moons", n_toy=500)
     first = TrainConfig(steps=4, warmup=1, ckpt_every=2)
-    train_teacher(build_model(MLP, ds.shape), ds.sample_batch, 16, first, tmp_path, progress=False)
-    result = train_teacher(build_model(MLP, ds.shape), ds.sample_batch, 16, TrainConfig(steps=4, lr=5e-4, warmup=1, ckpt_every=2),
+    train_teacher(build_model(ds.shape, MLP), ds.sample_batch, 16, first, tmp_path, progress=False)
+    result = train_teacher(build_model(ds.shape, MLP), ds.sample_batch, 16, TrainConfig(steps=4, lr=5e-4, warmup=1, ckpt_every=2),
                            tmp_path, progress=False)
     assert result.resumed_from == 0 and "different configuration" in capsys.readouterr().out
 
 
 def test_nan_loss_is_a_clear_error():
-    model = build_model(MLP, (2,))
+    model = build_model((2,), MLP)
 
     def loss_fn(net, gen):
         return net(torch.full((4, 2), float("nan")), torch.rand(4)).mean()
@@ -102,7 +102,7 @@ def test_ema_tracks_parameters():
 
 
 def test_velocity_model_round_trip(tmp_path):
-    model = build_model(MLP, (2,))
+    model = build_model((2,), MLP)
     save_velocity_model(tmp_path / "t.pt", model, MLP, (2,), note="x")
     back = load_velocity_model(tmp_path / "t.pt")
     x, t = torch.randn(5, 2), torch.rand(5)

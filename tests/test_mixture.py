@@ -80,7 +80,7 @@ def test_ring_is_the_8gaussians_dataset_and_rebuilds_from_its_config():
     a, b = ring.sample(100_000, gen), sample_8gaussians(100_000, gen)
     assert torch.allclose(a.mean(0), b.mean(0), atol=0.03)
     assert torch.allclose(torch.cov(a.T), torch.cov(b.T), atol=0.06)
-    rebuilt = build_model(ring.config(), (2,))
+    rebuilt = build_model((2,), ring.config())
     x, t = torch.randn(16, 2), torch.rand(16)
     assert torch.equal(rebuilt(x, t), ring(x, t))
     assert sum(p.numel() for p in ring.parameters()) == 0

@@ -10,18 +10,18 @@ from flowlib.solvers import ODESampler
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (3, 32, 32)])
 def test_unet_shapes(shape):
-    model = build_model({"arch": "unet", "width": 16, "channel_mult": [1, 2, 2], "attention_levels": [1]}, shape)
+    model = build_model(shape, {"arch": "unet", "width": 16, "channel_mult": [1, 2, 2], "attention_levels": [1]})
     x = torch.randn(2, *shape)
     assert model(x, torch.rand(2)).shape == x.shape
 
 
 def test_unet_rejects_indivisible_size():
     with pytest.raises(ValueError, match="not divisible by 8"):
-        build_model({"arch": "unet", "channel_mult": [1, 2, 2, 2]}, (1, 12, 12))
+        build_model((1, 12, 12), {"arch": "unet", "channel_mult": [1, 2, 2, 2]})
 
 
 def test_mlp_shapes_and_time_dependence():
-    model = build_model({"arch": "mlp", "hidden": 32, "depth": 3}, (1, 8, 8))
+    model = build_model((1, 8, 8), {"arch": "mlp", "hidden": 32, "depth": 3})
     x = torch.randn(3, 1, 8, 8)
     assert model(x, torch.zeros(3)).shape == x.shape
     assert not torch.allclose(model(x, torch.zeros(3)), model(x, torch.ones(3)))
@@ -29,12 +29,12 @@ def test_mlp_shapes_and_time_dependence():
 
 def test_unknown_arch():
     with pytest.raises(ValueError, match="Unknown model arch 'dit'"):
-        build_model({"arch": "dit"}, (2,))
+        build_model((2,), {"arch": "dit"})
 
 
 def test_small_unet_digits_teacher_trains_and_samples():
     ds = load_dataset("digits")
-    model = build_model({"arch": "unet", "width": 16, "channel_mult": [1, 2]}, ds.shape)
+    model = build_model(ds.shape, {"arch": "unet", "width": 16, "channel_mult": [1, 2]})
     assert count_parameters(model) < 200_000
     gen = torch.Generator().manual_seed(0)
     held = ds.heldout[:256]

@@ -147,6 +147,22 @@ def train_bespoke(
     relative gain of `rel_tol`) or at the cap of `iterations`.
 
     The network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
+
+    Args:
+        solver: the `BespokeSolver` to train (in place); velocity: v(x, t); gt: dense ground-truth trajectories;
+        val_noise, val_target: held-out noise and its exact samples; the keywords as described above.
+
+    Returns:
+        A `BespokeResult`.
+
+    >>> from flowlib.models import ring_mixture
+    >>> from flowlib.distill.bespoke import dense_ground_truth
+    >>> v, z = ring_mixture(), torch.randn(24, 2, generator=torch.Generator().manual_seed(0))
+    >>> gt = dense_ground_truth(v, z[:16], grid=11)
+    >>> target = dense_ground_truth(v, z[16:], grid=11).states[-1]
+    >>> train_bespoke(BespokeSolver("rk1", 3), v, gt, z[16:], target, iterations=3, batch_size=8, lr=1e-2,
+    ...               progress=False).solver.nfe
+    3
     """
     if not isinstance(solver, BespokeSolver):
         raise ArgumentError(f"solver must be a BespokeSolver, e.g. BespokeSolver('rk2', 4), got {describe(solver)}.")
@@ -193,6 +209,13 @@ def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", 
     >>> noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
     >>> fit_bespoke(ring_mixture(), noise, nfe=4, iterations=5, grid=11, progress=False).solver.nfe
     4
+
+    Args:
+        velocity: v(x, t); noise: noise to build the ground-truth trajectories from; nfe: the solver's NFE;
+        base: rk1 | rk2; the keywords as described above.
+
+    Returns:
+        A `BespokeResult` (the trained solver, its validation history and how training ended).
     """
     require_velocity("velocity", velocity)
     check_noise(noise, velocity, "fit_bespoke")

@@ -79,6 +79,22 @@ def straighten(
     number of trained parameters. `start`: the network to finetune instead of a copy of the teacher (needed when the
     teacher is a field without weights). `validate(student) -> score` (lower is better, e.g. the RMSE of Euler on the
     Bellman grid to the ground truth of held-out noise) drives the trainer's stopping rule (`config.val_every`).
+
+    Args:
+        teacher: the pretrained velocity net; pairs: `straightening_pairs` of its fine rollout on a Bellman path;
+        config: a `TrainConfig`; batch_size; lora_rank, lora_alpha, start, validate: as described above.
+
+    Returns:
+        (the straightened student, its `TrainResult`, the number of trained parameters).
+
+    >>> from flowlib import TrainConfig, build_model
+    >>> from flowlib.solvers import euler_rollout
+    >>> teacher = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2}).eval()
+    >>> rollout = euler_rollout(teacher, torch.randn(32, 2), 10)
+    >>> pairs = straightening_pairs(rollout, torch.tensor([0, 3, 7, 10]))
+    >>> student, result, trained = straighten(teacher, pairs, TrainConfig(steps=3, warmup=0), 16, progress=False)
+    >>> result.steps, trained == sum(p.numel() for p in teacher.parameters())
+    (3, True)
     """
     student = trainable_copy(teacher, start)
     if lora_rank is not None:

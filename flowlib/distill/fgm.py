@@ -43,7 +43,16 @@ from ..solvers.samplers import CountingSampler
 
 
 class OneStepGenerator(nn.Module):
-    """g(z) = z + (1 - t*) f(z, t*): one Euler step of the velocity net `f` from time `t_star` to 1."""
+    """g(z) = z + (1 - t*) f(z, t*): one Euler step of the velocity net `f` from time `t_star` to 1.
+
+    Args:
+        f: a velocity network (the generator's body); t_star: the time its single Euler step starts from.
+
+    >>> from flowlib.models import MLPVelocity
+    >>> g = OneStepGenerator(MLPVelocity((2,), hidden=16, depth=2, time_dim=8), 0.1)
+    >>> g(torch.randn(4, 2)).shape
+    torch.Size([4, 2])
+    """
 
     def __init__(self, f: nn.Module, t_star: float = 0.0):
         super().__init__()
@@ -78,7 +87,16 @@ class GeneratorSampler(CountingSampler):
     """A one-step generator as a `Sampler`: one generator call per batch (counted, like every sampler's NFE),
     deterministic for fixed noise. The noise is checked against the generator's network (dtype, data shape) and the
     samples for shape and NaN/inf (`check_finite`); the generator runs in eval mode during the call, and the caller's
-    module is left in the mode it was in."""
+    module is left in the mode it was in.
+
+    Args:
+        generator: a one-step generator network; name; check_finite; compiled: compile the generator call.
+
+    >>> from flowlib.models import MLPVelocity
+    >>> sampler = GeneratorSampler(OneStepGenerator(MLPVelocity((2,), hidden=16, depth=2, time_dim=8), 0.1))
+    >>> sampler(torch.randn(4, 2)).shape, sampler.nfe
+    (torch.Size([4, 2]), 1)
+    """
 
     def __init__(self, generator: nn.Module, name: str = "fgm", check_finite: bool = True, compiled: bool = False):
         if not isinstance(generator, nn.Module):
@@ -205,6 +223,21 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
     Data-free: the only inputs are Gaussian noise draws. Adam with β = (0, 0.999) for both players (as SiD and
     the public FGM-style code use), the generator's schedule and EMA from `config`. `validate(generator) -> score` (lower
     is better, e.g. the distance of its samples to the teacher's distribution) drives the trainer's stopping rule.
+
+    Args:
+        teacher: v(x, t); generator: a `OneStepGenerator`; shape: the data shape; batch_size; config: a
+        `TrainConfig`; online_lr, l1_weight, online: as described above; ckpt_dir: resume folder.
+
+    Returns:
+        (the `TrainResult` of the generator, the online model's loss history).
+
+    >>> from flowlib import TrainConfig, ring_mixture
+    >>> from flowlib.models import MLPVelocity
+    >>> g = OneStepGenerator(MLPVelocity((2,), hidden=16, depth=2, time_dim=8), 0.1)
+    >>> result, online = train_fgm(ring_mixture(), g, (2,), 16, TrainConfig(steps=2, warmup=0),
+    ...                            online=MLPVelocity((2,), hidden=16, depth=2, time_dim=8), progress=False)
+    >>> result.steps
+    2
     """
     check_training_args(generator, config, batch_size, "generator")
     if not isinstance(generator, OneStepGenerator):

@@ -63,7 +63,22 @@ def train_refiner(teacher: Velocity, refiner: nn.Module, sample_batch: Callable[
     """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `sample_batch(n, generator)`.
 
     With `heldout` data and `config.val_every`, training stops at the plateau of `refiner_val_loss` on it (or at the
-    cap `config.steps`) and the best EMA refiner is returned."""
+    cap `config.steps`) and the best EMA refiner is returned.
+
+    Args:
+        teacher: v(x, t); refiner: a `VelocityRefiner`; sample_batch: draws n data points; batch_size;
+        delta_max: the largest time step it is trained for; config: a `TrainConfig`; ckpt_dir: resume folder.
+
+    Returns:
+        A `TrainResult` (its `ema_model` is the refiner to sample with).
+
+    >>> from flowlib import TrainConfig, VelocityRefiner, ring_mixture
+    >>> from flowlib.data import load_dataset
+    >>> ring = load_dataset("8gaussians", n_toy=256)
+    >>> r = VelocityRefiner((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
+    >>> train_refiner(ring_mixture(), r, ring.sample_batch, 32, 0.5, TrainConfig(steps=3, warmup=0), progress=False).steps
+    3
+    """
     check_training_args(refiner, config, batch_size, "refiner")
     require_velocity("teacher", teacher)
     require_number("delta_max", delta_max, 0, 1, low_open=True)

@@ -135,7 +135,7 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
         write_json(params.layout.teacher(name, "meta.json"), {**info, "history": [], "val_history": [], **run_metadata()})
         return {**info, "history": [], "val_history": []}
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
-    model = build_model(tp.model_dict, dataset.shape)
+    model = build_model(dataset.shape, tp.model_dict)
     out = params.layout.stage("teachers", name)  # also the resume folder (last.pt)
     result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
                            run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},

@@ -97,7 +97,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
 def seeded_student(params: Params, ctx: TeacherContext, seed: int) -> nn.Module:
     """A freshly initialised net of the teacher's kind (`student_dict`), its weights drawn from `seed`."""
     torch.manual_seed(seed)
-    return build_model(params.teacher(ctx.name).student_dict, ctx.dataset.shape)
+    return build_model(ctx.dataset.shape, params.teacher(ctx.name).student_dict)
 
 
 def student_start(params: Params, ctx: TeacherContext) -> nn.Module | None:

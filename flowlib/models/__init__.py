@@ -15,8 +15,25 @@ from .unet import UNetVelocity
 ARCHITECTURES = {"mlp": MLPVelocity, "unet": UNetVelocity, "mixture": GaussianMixtureVelocity}
 
 
-def build_model(config: dict[str, Any], shape: tuple[int, ...]) -> nn.Module:
-    """Build a velocity net from `{"arch": "mlp" | "unet" | "mixture", **kwargs}` for samples of `shape`."""
+def build_model(shape: tuple[int, ...], config: dict[str, Any]) -> nn.Module:
+    """Build a velocity net for samples of `shape` from `{"arch": "mlp" | "unet" | "mixture", **kwargs}` (the same
+    (shape, config) order as `VelocityRefiner`).
+
+    Args:
+        shape: the data shape of one sample, e.g. (2,) or (1, 8, 8).
+        config: the architecture and its keyword arguments, as stored in checkpoints and params.yaml.
+
+    Returns:
+        The network, in training mode.
+
+    >>> build_model((2,), {"arch": "mlp", "hidden": 32, "depth": 2}).shape
+    (2,)
+    """
+    if isinstance(shape, dict) and not isinstance(config, dict):
+        raise ArgumentError("build_model takes (shape, config), the order of every flowlib constructor; got the config "
+                            "first. Write build_model(shape, config).")
+    if not isinstance(config, dict):
+        raise ArgumentError(f"config must be a dict such as {{'arch': 'mlp'}}, got {type(config).__name__}.")
     config = dict(config)
     arch = config.pop("arch", None)
     if arch not in ARCHITECTURES:

@@ -29,12 +29,16 @@ class GaussianMixtureVelocity(nn.Module):
     """v(x, t) of the linear path to a Gaussian mixture, in any dimension (a velocity net with no parameters).
 
     `weights` [K] (normalised here), `means` [K, D], `scales` [K] (isotropic) or [K, D] (per coordinate).
-    Built by `build_model({"arch": "mixture", "weights": ..., "means": ..., "scales": ...}, shape)` like the
+    Built by `build_model(shape, {"arch": "mixture", "weights": ..., "means": ..., "scales": ...})` like the
     trained nets, so it saves and loads through the same checkpoints.
 
     >>> ring = GaussianMixtureVelocity((2,), [1.0, 1.0], [[-2.0, 0.0], [2.0, 0.0]], [0.5, 0.5])
     >>> ring(torch.zeros(1, 2), torch.tensor([0.5]))   # midway, between the two modes: no net pull
     tensor([[0., 0.]])
+
+    Args:
+        shape: the data shape, (D,).
+        weights: [K] mixture weights (normalised here); means: [K, D]; scales: [K] or [K, D] standard deviations.
     """
 
     def __init__(self, shape: Sequence[int], weights: Sequence[float], means: Sequence[Sequence[float]],
@@ -91,7 +95,18 @@ class GaussianMixtureVelocity(nn.Module):
 
 
 def ring_mixture(k: int = 8, radius: float = 4 / 2**0.5, scale: float = 0.5 / 2**0.5) -> GaussianMixtureVelocity:
-    """K equal Gaussians on a circle (the `8gaussians` dataset: radius 4/√2, std 0.5/√2)."""
+    """K equal Gaussians on a circle (the `8gaussians` dataset: radius 4/√2, std 0.5/√2).
+
+    Args:
+        k: number of Gaussians; radius: the circle's radius; scale: each Gaussian's standard deviation.
+
+    Returns:
+        The exact velocity field of the linear path from N(0, I) to the mixture (a `GaussianMixtureVelocity`).
+
+    >>> v = ring_mixture()
+    >>> v(torch.zeros(3, 2), torch.zeros(3)).shape
+    torch.Size([3, 2])
+    """
     angles = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
     return GaussianMixtureVelocity((2,), [1.0] * k, means.tolist(), [scale] * k)

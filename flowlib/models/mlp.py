@@ -15,6 +15,15 @@ class MLPVelocity(nn.Module):
     The time embedding is also added to every hidden layer, so deep nets keep seeing t. When every row of a batch
     has the same t (any fixed-grid or adaptive solver step), the time branch — half the multiply-adds — runs once
     and is broadcast: the same function, about twice as fast to sample (not when t needs per-row gradients).
+
+    Args:
+        shape: the data shape of one sample; hidden: layer width; depth: number of layers (at least 2);
+        time_dim: size of the sinusoidal time embedding; out_shape: the output shape (default: `shape`).
+
+    >>> import torch
+    >>> net = MLPVelocity((2,), hidden=16, depth=2, time_dim=8)
+    >>> net(torch.zeros(5, 2), torch.full((5,), 0.5)).shape
+    torch.Size([5, 2])
     """
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 512, depth: int = 4, time_dim: int = 64,

@@ -17,7 +17,16 @@ from .unet import UNetVelocity
 
 
 class VelocityRefiner(nn.Module):
-    """r(x, t, v) -> velocity offset for samples of `shape`; `config` is `{"arch": "mlp" | "unet", **kwargs}`."""
+    """r(x, t, v) -> velocity offset for samples of `shape`; `config` is `{"arch": "mlp" | "unet", **kwargs}`.
+
+    Args:
+        shape: the data shape; config: {"arch": "mlp" | "unet", **kwargs} of its body (as build_model's).
+
+    >>> r = VelocityRefiner((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
+    >>> x = torch.randn(3, 2)
+    >>> bool((r(x, torch.zeros(3), x) == 0).all())   # zero-initialised: no correction before training
+    True
+    """
 
     def __init__(self, shape: tuple[int, ...], config: dict[str, Any]):
         super().__init__()

@@ -54,6 +54,15 @@ class UNetVelocity(nn.Module):
     `out_channels` defaults to C (another count: the velocity refiner's body). `width` is the base channel count,
     `channel_mult` the multiplier per level, `attention_levels` the level
     indices (0 = full resolution) that get self-attention after each residual block.
+
+    Args:
+        shape: (C, H, W) of one image; width: base channel count; channel_mult: channel multiplier per level;
+        num_res_blocks: residual blocks per level; attention_levels: levels with self-attention; the remaining
+        keywords (dropout, out_channels, ...) as in the signature.
+
+    >>> net = UNetVelocity((1, 8, 8), width=8, channel_mult=(1, 2), attention_levels=())
+    >>> net(torch.zeros(2, 1, 8, 8), torch.zeros(2)).shape
+    torch.Size([2, 1, 8, 8])
     """
 
     def __init__(

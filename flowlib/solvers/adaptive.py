@@ -23,6 +23,15 @@ def solve_adaptive(
     `times` must start at 0 (the time of `x0`), be increasing and end at most at 1. A plain field is called through
     flowlib's checking layer with a NaN/inf check on every call (dopri5 would otherwise stall on a NaN with
     torchdiffeq's "underflow in dt").
+
+    Args:
+        velocity: v(x, t); x0: the state at t = 0; rtol, atol: tolerances; times: where to return states (optional).
+
+    Returns:
+        x(1), or the states at `times` stacked on a new first axis.
+
+    >>> round(float(solve_adaptive(lambda x, t: x, torch.ones(1, 1))), 4)   # e
+    2.7183
     """
     from torchdiffeq import odeint
 

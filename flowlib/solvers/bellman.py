@@ -116,6 +116,12 @@ def bellman_sampler(velocity: Velocity, noise: Tensor, k: int, n_fine: int = 100
     >>> sampler = bellman_sampler(ring_mixture(), noise, k=4, n_fine=20)
     >>> sampler.nfe, sampler.time_grid[0].item(), sampler.time_grid[-1].item()
     (4, 0.0, 1.0)
+
+    Args:
+        velocity: v(x, t); noise: the noise the cost matrix is estimated on; k: steps (NFE); n_fine: the fine grid.
+
+    Returns:
+        An `ODESampler` (Euler) on the k-step Bellman grid.
     """
     require_int("k", k)
     rollout = euler_rollout(velocity, noise, n_fine)

@@ -86,7 +86,15 @@ def piecewise_linear_transform(solver: "BespokeSolver") -> Transform:
 
 
 class BespokeSolver(nn.Module):
-    """The learnable part of a Bespoke solver: base ("rk1" or "rk2") and n steps; see the module docstring."""
+    """The learnable part of a Bespoke solver: base ("rk1" or "rk2") and n steps; see the module docstring.
+
+    Args:
+        base: rk1 | rk2, the base solver; n: the number of steps (NFE = n for rk1, 2n for rk2).
+
+    >>> solver = BespokeSolver("rk2", 4)   # starts as the identity transform: plain RK2 (midpoint)
+    >>> solver.nfe, solver.name
+    (8, 'bespoke-rk2')
+    """
 
     def __init__(self, base: str, n: int):
         super().__init__()
@@ -205,7 +213,16 @@ class BespokeSolver(nn.Module):
 
 
 class BespokeSampler(CountingSampler):
-    """A Bespoke solver on a velocity field as a `Sampler` (`.nfe` counted, `.name` like `bespoke-rk2`)."""
+    """A Bespoke solver on a velocity field as a `Sampler` (`.nfe` counted, `.name` like `bespoke-rk2`).
+
+    Args:
+        velocity: v(x, t); solver: a (trained) `BespokeSolver`; name: default the solver's name;
+        check_finite: check the samples for NaN/inf; compiled: run the solve as one torch.compile unit.
+
+    >>> sampler = BespokeSampler(lambda x, t: -x, BespokeSolver("rk1", 4))
+    >>> sampler(torch.ones(2, 1)).shape, sampler.nfe
+    (torch.Size([2, 1]), 4)
+    """
 
     def __init__(self, velocity: Velocity, solver: BespokeSolver, name: str | None = None, check_finite: bool = True,
                  compiled: bool = False):

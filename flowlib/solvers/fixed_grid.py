@@ -80,6 +80,16 @@ def solve(
 
     Returns the final state, or with `return_trajectory` the state at every grid point stacked on a new
     first axis (length len(time_grid)).
+
+    Args:
+        velocity: v(x, t); x0: the state at time_grid[0]; time_grid: increasing times; method: the RK tableau;
+        return_trajectory: also return every intermediate state.
+
+    Returns:
+        x at time_grid[-1], or the states at every grid time stacked on a new first axis.
+
+    >>> solve(lambda x, t: torch.ones_like(x), torch.zeros(1, 1), [0.0, 0.5, 1.0], "heun")
+    tensor([[1.]])
     """
     tableau = get_tableau(method)
     grid = as_time_grid(time_grid).to(x0.device)

@@ -36,7 +36,15 @@ class ScheduleError(FlowlibError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """A sequence of H/P/R steps; `parse` reads `H2P4R3`, `HHPPPPRRR` or interleaved `H1P1R1H1P1R1`."""
+    """A sequence of H/P/R steps; `parse` reads `H2P4R3`, `HHPPPPRRR` or interleaved `H1P1R1H1P1R1`.
+
+    Args:
+        steps: the step letters, e.g. "HPPP" (use `Schedule.parse` for run-length text).
+
+    >>> s = Schedule.parse("H1P4R2")
+    >>> str(s), s.teacher_calls, s.refiner_calls
+    ('H1P4R2', 6, 4)
+    """
 
     steps: str
 
@@ -125,6 +133,14 @@ class FlowTurboSampler(CountingSampler):
     `refiner` is required when the schedule has R steps. With `compiled=True` each step kind is one compiled unit;
     compiled samplers of one teacher share those steps through `steps` (see `compiled_steps`), so each kind compiles
     once.
+
+    Args:
+        velocity: the teacher v(x, t); schedule: e.g. "H1P4R2"; refiner: r(x, t, v) for R steps; compiled: one
+        torch.compile unit per step kind; steps: shared compiled steps (`compiled_steps`); name; check_finite.
+
+    >>> sampler = FlowTurboSampler(lambda x, t: -x, "H1P3")
+    >>> sampler(torch.ones(2, 1)).shape, sampler.nfe
+    (torch.Size([2, 1]), 5)
     """
 
     def __init__(self, velocity: nn.Module | Velocity, schedule: str | Schedule, refiner: Refiner | None = None, *,

@@ -15,7 +15,15 @@ from ..errors import FlowlibError
 
 
 class GridError(FlowlibError, ValueError):
-    """A time grid that no solver can integrate over."""
+    """A time grid that no solver can integrate over.
+
+    >>> from flowlib import as_time_grid
+    >>> try:
+    ...     as_time_grid([0.5, 0.2])
+    ... except GridError:
+    ...     print("refused")
+    refused
+    """
 
 
 def as_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
@@ -27,6 +35,12 @@ def as_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
     torch.float64
     >>> as_time_grid(4).tolist()
     [0.0, 0.25, 0.5, 0.75, 1.0]
+
+    Args:
+        time_grid: a tensor, a list of times, or an int number of uniform steps.
+
+    Returns:
+        The grid as a float64 tensor, checked to increase strictly within [0, 1].
     """
     if isinstance(time_grid, bool):
         raise GridError("A time grid is a sequence of times or an int number of steps, got a bool.")
@@ -61,7 +75,17 @@ def as_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
 
 
 def uniform_grid(steps: int) -> Tensor:
-    """`steps` equal intervals from 0 to 1 (steps + 1 points)."""
+    """`steps` equal intervals from 0 to 1 (steps + 1 points).
+
+    Args:
+        steps: the number of steps.
+
+    Returns:
+        A float64 tensor of `steps + 1` times from 0 to 1.
+
+    >>> uniform_grid(4).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise GridError(f"The number of steps must be a positive integer, got {steps!r}.")
     return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)

@@ -23,15 +23,39 @@ Velocity = Callable[[Tensor, Tensor], Tensor]
 
 
 class VelocityShapeError(FlowlibError, ValueError):
-    """A velocity field returned an output that cannot be a velocity for its input."""
+    """A velocity field returned an output that cannot be a velocity for its input.
+
+    >>> from flowlib import ODESampler
+    >>> try:
+    ...     ODESampler(lambda x, t: x.sum(1), 2)(torch.ones(3, 2))
+    ... except VelocityShapeError:
+    ...     print("refused")
+    refused
+    """
 
 
 class NonFiniteError(FlowlibError, FloatingPointError):
-    """A velocity field (or a sampler step) produced NaN or inf."""
+    """A velocity field (or a sampler step) produced NaN or inf.
+
+    >>> from flowlib import ODESampler
+    >>> try:
+    ...     ODESampler(lambda x, t: x / 0 * 0, 2)(torch.ones(3, 2))
+    ... except NonFiniteError as err:
+    ...     print(str(err)[:58])
+    the velocity field (sampler 'euler') returned NaN or inf a
+    """
 
 
 class VelocityCallError(FlowlibError, RuntimeError):
-    """A velocity field raised on its first call: the input does not suit it (shape, dtype, device, signature)."""
+    """A velocity field raised on its first call: the input does not suit it (shape, dtype, device, signature).
+
+    >>> from flowlib import ODESampler
+    >>> try:
+    ...     ODESampler(lambda x, t: x @ torch.ones(5, 5), 2)(torch.ones(3, 2))
+    ... except VelocityCallError:
+    ...     print("refused")
+    refused
+    """
 
 
 class CountingVelocity:
@@ -49,6 +73,10 @@ class CountingVelocity:
     ... except VelocityShapeError as err:
     ...     print(str(err)[:68])
     velocity (evaluation 1) returned shape (4, 1) for x of shape (4, 2);
+
+    Args:
+        velocity: the field (or a refiner r(x, t, v)); check_finite: check outputs for NaN/inf; name: how errors name
+        it; per_call: check every call (samplers check their output once instead).
     """
 
     def __init__(self, velocity: Velocity, check_finite: bool = True, name: str = "velocity", per_call: bool = True):
