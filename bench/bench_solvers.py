@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from flowlib.data import load_dataset
-from flowlib.flow import TrainConfig, train_teacher
+from flowlib.flow import TrainConfig, TrainData, train_teacher
 from flowlib.metrics import time_call
 from flowlib.models import build_model, count_parameters
 from flowlib.solvers import CountingVelocity, ODESampler, solve, uniform_grid
@@ -50,7 +50,7 @@ def main() -> None:
                      "ms_per_sample": 100 * (counted - plain) / plain, "ms_per_nfe_batch": float("nan")})
         train_model = build_model(digits.shape, cfg)
         start = time.perf_counter()
-        train_teacher(train_model, digits.sample_batch, 256, TrainConfig(steps=50, warmup=5), progress=False)
+        train_teacher(train_model, TrainData(digits.sample_batch, 256), TrainConfig(steps=50, warmup=5), progress=False)
         train_rows.append({"model": label, "params": count_parameters(train_model),
                            "train_steps_per_s (batch 256)": 50 / (time.perf_counter() - start)})
     print(f"## Sampling latency, batch {args.batch}, {torch.get_num_threads()} threads, best of {args.repeats}\n")

@@ -18,7 +18,7 @@ from .distill.fgm import GeneratorSampler, OneStepGenerator, train_fgm
 from .distill.flowturbo import train_refiner
 from .errors import ArgumentError, FlowlibError
 from .evaluate import compare_samplers
-from .flow import NoWeightsError, TrainConfig, load_velocity_model, save_velocity_model, train_teacher
+from .flow import NoWeightsError, TrainConfig, TrainData, TrainResult, load_velocity_model, save_velocity_model, train_teacher
 from .models import GaussianMixtureVelocity, MLPVelocity, UNetVelocity, VelocityRefiner, build_model, ring_mixture
 from .solvers import AdaptiveSampler, ODESampler, Sampler, as_time_grid, solve, solve_adaptive, uniform_grid
 from .solvers.bellman import bellman_sampler
@@ -39,7 +39,7 @@ __all__ = [
     "VelocityRefiner", "train_refiner", "FlowTurboSampler", "Schedule",
     "OneStepGenerator", "GeneratorSampler", "train_fgm",
     # training and checkpoints
-    "TrainConfig", "train_teacher", "save_velocity_model", "load_velocity_model",
+    "TrainConfig", "TrainData", "TrainResult", "train_teacher", "save_velocity_model", "load_velocity_model",
     # errors: every one is a FlowlibError
     "FlowlibError", "ArgumentError", "GridError", "VelocityShapeError", "VelocityCallError", "NonFiniteError",
     "CheckpointError", "CheckpointKindError", "NoWeightsError",

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint
-from .errors import ArgumentError, FlowlibError, exception_line, require_int
+from .errors import ArgumentError, FlowlibError, describe, exception_line, require_int
 
 
 def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,6 +112,41 @@ class TrainConfigError(ArgumentError):
         super().__init__(f"TrainConfig: {problems}. See help(flowlib.TrainConfig) for every field.")
 
 
+@dataclass(frozen=True)
+class TrainData:
+    """What a public trainer learns from, one object for every method: `source` to draw minibatches from,
+    `batch_size` per optimiser step, and optional `heldout` data for the validation score.
+
+    `source` per method: `train_teacher` and `train_refiner` a sampler `sample(n, generator) -> [n, ...]` of data
+    points (heldout: held-out data points); `straighten` the `StraighteningPairs` of the teacher's rollout; `reflow`
+    the coupling `(z, x1)`; `train_bespoke` the `DenseTrajectories` of the teacher (heldout: `(val_noise, val_target)`);
+    `train_fgm` the data shape (FGM is data-free: it draws only noise).
+
+    Args:
+        source: what the method draws minibatches from (above); batch_size: samples per optimiser step (an int ≥ 1);
+        heldout: the validation data, where the method has one.
+
+    >>> TrainData(lambda n, g: torch.randn(n, 2, generator=g), 64).batch_size
+    64
+    """
+
+    source: Any
+    batch_size: int
+    heldout: Any = None
+
+    def __post_init__(self) -> None:
+        require_int("batch_size", self.batch_size)
+
+
+def require_data(data: Any, trainer: str, expected: str, ok: Callable[[Any], bool]) -> None:
+    """Refuse anything but a `TrainData` whose source `ok` accepts (`expected` says what it should be)."""
+    if not isinstance(data, TrainData):
+        raise ArgumentError(f"{trainer}: data must be a flowlib.TrainData(source, batch_size, heldout=None) with "
+                            f"{expected} as its source, got {describe(data)}.")
+    if not ok(data.source):
+        raise ArgumentError(f"{trainer}: data.source must be {expected}, got {describe(data.source)}.")
+
+
 @dataclass
 class TrainResult:
     """What a training run returns: the raw and EMA models (the EMA one restored to the best validation checkpoint
@@ -121,6 +156,16 @@ class TrainResult:
     when the cap stopped a run that was still improving, None without validation; `val_history`: (step, score);
     `flops`: the training cost in floating-point operations (forward and backward of every step and every validation,
     as run), machine-independent where `seconds` is not.
+
+    One result type for every public trainer; what a method adds beyond these fields is in `extras` (BOSS's
+    `trained_params`, FGM's `online_history`).
+
+    Args:
+        model, ema_model: the trained network (or solver) and its EMA; the other fields as above, by keyword.
+
+    >>> from torch import nn
+    >>> TrainResult(nn.Linear(1, 1), nn.Linear(1, 1), steps=10, converged=True, best_step=6).describe()
+    'plateau at step 6 (stopped at 10)'
     """
 
     model: nn.Module
@@ -134,6 +179,7 @@ class TrainResult:
     best_value: float = math.nan
     val_history: list[tuple[int, float]] = field(default_factory=list)
     flops: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)  # what one method adds (e.g. FGM's online loss history)
 
     def describe(self) -> str:
         """One phrase for claims and tables: how the run ended."""
@@ -219,18 +265,18 @@ def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int
     """The identity of a data source `sample_batch(n, generator)`: the hash of a probe batch drawn with a fixed seed
     (two sources that give the same probe are the same data for a resume). Also checks the source's contract."""
     if not callable(sample_batch):
-        raise ArgumentError(f"sample_batch must be a callable sample_batch(n, generator) -> Tensor [n, ...], got "
+        raise ArgumentError(f"data.source must be a callable source(n, generator) -> Tensor [n, ...], got "
                             f"{type(sample_batch).__name__}.")
     try:
         probe = sample_batch(n, torch.Generator().manual_seed(20240601))
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
-        raise ArgumentError(f"sample_batch(n, generator) failed on a probe call (n={n}): {exception_line(exc)}. "
+        raise ArgumentError(f"data.source(n, generator) failed on a probe call (n={n}): {exception_line(exc)}. "
                             "It must take (n, torch.Generator) and return n data points.") from exc
     if not isinstance(probe, Tensor) or not probe.is_floating_point() or probe.dim() < 2 or len(probe) != n:
         got = f"shape {tuple(probe.shape)}, dtype {probe.dtype}" if isinstance(probe, Tensor) else type(probe).__name__
-        raise ArgumentError(f"sample_batch({n}, generator) must return a floating tensor [{n}, ...]; got {got}.")
+        raise ArgumentError(f"data.source({n}, generator) must return a floating tensor [{n}, ...]; got {got}.")
     if not torch.isfinite(probe).all():
-        raise ArgumentError("sample_batch returned NaN or inf data; clean the dataset before training.")
+        raise ArgumentError("data.source returned NaN or inf data; clean the dataset before training.")
     return identity(probe)
 
 
@@ -445,40 +491,40 @@ def check_loss(loss: Tensor, step: int, config: TrainConfig, desc: str) -> None:
 
 def train_teacher(
     model: nn.Module,
-    sample_batch: Callable[[int, torch.Generator], Tensor],
-    batch_size: int,
+    data: TrainData,
     config: TrainConfig,
-    ckpt_dir: str | Path | None = None,
     *,
-    run_config: dict | None = None,
+    ckpt_dir: str | Path | None = None,
     progress: bool = True,
-    heldout: Tensor | None = None,
+    run_config: dict | None = None,
 ) -> TrainResult:
-    """Train a velocity net by flow matching on minibatches from `sample_batch(n, generator)`.
+    """Train a velocity net by flow matching on minibatches of `data.source(n, generator)`. The teacher has no teacher
+    of its own, so its signature is the shared one without that first argument.
 
-    With `heldout` data and `config.val_every`, the flow-matching loss on it (fixed noise and times, so scores are
-    comparable across steps) is tracked: the teacher is the object under study, so it trains to its cap and the
-    result only *reports* whether that loss had plateaued (`converged`).
+    With `data.heldout` and `config.val_every`, the flow-matching loss on the held-out data (fixed noise and times, so
+    scores are comparable across steps) is tracked: the teacher is the object under study, so it trains to its cap
+    and the result only *reports* whether that loss had plateaued (`converged`).
 
     A resume from `ckpt_dir` happens only when everything that decides the result matches: `config`, the network's
-    architecture, the data (a probe batch of `sample_batch`), `batch_size` and `run_config`.
+    architecture, the data (a probe batch of the sampler), the batch size and `run_config`.
 
     Args:
-        model: the network to train; sample_batch: draws n data points; batch_size; config: a `TrainConfig`;
-        ckpt_dir: resume folder; run_config: what else decides the result (part of the resume fingerprint);
-        heldout: validation data.
+        model: the network to train; data: a `TrainData` of a data sampler (and held-out data);
+        config: a `TrainConfig`; ckpt_dir: resume folder; run_config: what else decides the result.
 
     Returns:
         A `TrainResult` (`ema_model` is the teacher to sample from).
 
-    >>> from flowlib import TrainConfig, build_model
+    >>> from flowlib import TrainConfig, TrainData, build_model
     >>> from flowlib.data import load_dataset
     >>> ring = load_dataset("8gaussians", n_toy=256)
     >>> net = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
-    >>> train_teacher(net, ring.sample_batch, 32, TrainConfig(steps=3, warmup=0), progress=False).steps
+    >>> train_teacher(net, TrainData(ring.sample_batch, 32), TrainConfig(steps=3, warmup=0), progress=False).steps
     3
     """
-    check_training_args(model, config, batch_size)
+    check_training_args(model, config)
+    require_data(data, "train_teacher", "a data sampler sample(n, generator)", callable)
+    sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
     run = {"data": data_identity(sample_batch), "batch_size": batch_size, **(run_config or {})}
     if heldout is not None:
         run["heldout"] = identity(heldout)
@@ -491,15 +537,15 @@ def train_teacher(
                  validate=validate, stop_at_plateau=False)
 
 
-def check_training_args(model: Any, config: Any, batch_size: Any, name: str = "model") -> None:
-    """The arguments every public trainer shares: a network with weights, a `TrainConfig`, a positive batch size."""
+def check_training_args(model: Any, config: Any, name: str = "model") -> None:
+    """The arguments every public trainer shares: a network with weights and a `TrainConfig` (the batch size is
+    checked by `TrainData`)."""
     if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
         raise ArgumentError(f"{name} must be a network with weights to train (an nn.Module, e.g. "
                             f"flowlib.build_model(shape, {{'arch': 'mlp'}})), got {type(model).__name__}.")
     if not isinstance(config, TrainConfig):
         raise ArgumentError(f"config must be a flowlib.TrainConfig (e.g. TrainConfig(steps=1000, lr=1e-3)), got "
                             f"{type(config).__name__}.")
-    require_int("batch_size", batch_size)
 
 
 def heldout_flow_matching_loss(model: nn.Module, x1: Tensor, seed: int = 0) -> float:

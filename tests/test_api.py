@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import flowlib
+from flowlib import TrainData
 from flowlib.solvers import GridError, as_time_grid
 from flowlib.solvers.compiled import CallTally
 from flowlib.solvers.flowturbo import CompiledSteps
@@ -91,9 +92,10 @@ def test_finetuning_a_field_without_weights_says_how_to_fix_it():
 
     z = torch.randn(16, 2)
     with pytest.raises(flowlib.NoWeightsError, match="no parameters to finetune.*build_model"):
-        reflow(flowlib.ring_mixture(), z, z, flowlib.TrainConfig(steps=1), 4, progress=False)
-    student, _ = reflow(flowlib.ring_mixture(), z, z, flowlib.TrainConfig(steps=2, warmup=0), 4, progress=False,
-                        start=flowlib.build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2}))
+        reflow(flowlib.ring_mixture(), None, TrainData((z, z), 4), flowlib.TrainConfig(steps=1), progress=False)
+    start = flowlib.build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
+    student = reflow(flowlib.ring_mixture(), start, TrainData((z, z), 4), flowlib.TrainConfig(steps=2, warmup=0),
+                     progress=False).ema_model
     assert student(z, torch.rand(16)).shape == (16, 2)
 
 

@@ -31,6 +31,7 @@ from flowlib import (
     ODESampler,
     OneStepGenerator,
     TrainConfig,
+    TrainData,
     VelocityCallError,
     VelocityRefiner,
     VelocityShapeError,
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 V = ring_mixture()
 Z = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
 CFG = TrainConfig(steps=3, warmup=1, log_every=1, ckpt_every=1)
+MOONS, NOISE_2D = TrainData(sample_moons, 16), TrainData((2,), 16)  # a trainer's data: moons, or FGM's (2,) noise
 REFINER_CFG = {"arch": "mlp", "hidden": 8, "depth": 2, "time_dim": 8}
 
 
@@ -175,29 +177,34 @@ CASES = {
     "ground truth with NaN": (lambda: compare_samplers([ODESampler(V, 4)], Z, truth() * float("nan")), NonFiniteError,
                               r"ground_truth contains NaN"),
     # training
-    "batch size zero": (lambda: train_teacher(net(), sample_moons, 0, CFG, progress=False), ArgumentError,
+    "batch size zero": (lambda: train_teacher(net(), TrainData(sample_moons, 0), CFG, progress=False), ArgumentError,
                         r"batch_size must be an integer ≥ 1, got int 0"),
-    "teacher without weights": (lambda: train_teacher(V, sample_moons, 16, CFG), ArgumentError,
+    "teacher without weights": (lambda: train_teacher(V, MOONS, CFG), ArgumentError,
                                 r"network with weights to train"),
-    "config a dict": (lambda: train_teacher(net(), sample_moons, 16, {"steps": 3}), ArgumentError,
+    "config a dict": (lambda: train_teacher(net(), TrainData(sample_moons, 16), {"steps": 3}), ArgumentError,
                       r"config must be a flowlib\.TrainConfig"),
-    "sample_batch takes one argument": (lambda: train_teacher(net(), lambda n: torch.randn(n, 2), 16, CFG),
-                                        ArgumentError, r"sample_batch\(n, generator\) failed on a probe call"),
-    "sample_batch returns ints": (lambda: train_teacher(net(), ints, 16, CFG), ArgumentError,
+    "sample_batch takes one argument": (lambda: train_teacher(net(), TrainData(lambda n: torch.randn(n, 2), 16), CFG),
+                                        ArgumentError, r"data.source\(n, generator\) failed on a probe call"),
+    "sample_batch returns ints": (lambda: train_teacher(net(), TrainData(ints, 16), CFG), ArgumentError,
                                   r"must return a floating tensor"),
     "TrainConfig lr inf": (lambda: TrainConfig(lr=float("inf")), ArgumentError, r"lr: Input should be a finite number"),
     "TrainConfig unknown field": (lambda: TrainConfig(step=3), ArgumentError, r"step: Extra inputs"),
-    "refiner delta_max zero": (lambda: train_refiner(V, refiner(), sample_moons, 16, 0.0, CFG), ArgumentError,
+    "refiner delta_max zero": (lambda: train_refiner(V, refiner(), MOONS, CFG, delta_max=0.0), ArgumentError,
                                r"delta_max must be a finite number in \(0, 1\]"),
-    "refiner a function": (lambda: train_refiner(V, lambda x, t, v: v, sample_moons, 16, 0.1, CFG), ArgumentError,
+    "refiner a function": (lambda: train_refiner(V, lambda x, t, v: v, MOONS, CFG, delta_max=0.1), ArgumentError,
                            r"refiner must be a network with weights"),
-    "refiner NaN teacher": (lambda: train_refiner(nan_after(-1.0), refiner(), sample_moons, 16, 0.1, CFG, progress=False),
+    "refiner NaN teacher": (lambda: train_refiner(nan_after(-1.0), refiner(), MOONS, CFG, delta_max=0.1, progress=False),
                             NonFiniteError, r"the teacher \(refiner training\) returned NaN"),
-    "FGM generator a string": (lambda: train_fgm(V, "gen", (2,), 16, CFG), ArgumentError, r"generator must be a network"),
-    "FGM shape an int": (lambda: train_fgm(V, gen(), 2, 16, CFG, online=net()), ArgumentError, r"shape must be the data"),
-    "FGM negative λ": (lambda: train_fgm(V, gen(), (2,), 16, CFG, l1_weight=-1.0, online=net()), ArgumentError,
+    "FGM generator a string": (lambda: train_fgm(V, "gen", NOISE_2D, CFG), ArgumentError, r"generator must be a network"),
+    "FGM shape an int": (lambda: train_fgm(V, gen(), TrainData(2, 16), CFG, online=net()), ArgumentError,
+                         r"data.source must be the data shape"),
+    "trainer data not TrainData": (lambda: train_teacher(net(), sample_moons, CFG), ArgumentError,
+                                   r"data must be a flowlib.TrainData\(source, batch_size"),
+    "straighten on a coupling": (lambda: flowlib.straighten(net(), None, TrainData((Z, Z), 4), CFG), ArgumentError,
+                                 r"straighten: data.source must be the StraighteningPairs"),
+    "FGM negative λ": (lambda: train_fgm(V, gen(), NOISE_2D, CFG, l1_weight=-1.0, online=net()), ArgumentError,
                        r"l1_weight must be a finite number in \[0"),
-    "FGM teacher not callable": (lambda: train_fgm(3, gen(), (2,), 16, CFG), ArgumentError, r"teacher must be a velocity"),
+    "FGM teacher not callable": (lambda: train_fgm(3, gen(), NOISE_2D, CFG), ArgumentError, r"teacher must be a velocity"),
 }
 
 
@@ -217,7 +224,7 @@ def _saved(tmp_path: Path) -> dict[str, Path]:
     save_generator(paths["generator"], gen(), {"arch": "mlp", "hidden": 8, "depth": 2, "time_dim": 8}, (2,))
     save_bespoke(paths["bespoke"], BespokeSolver("rk2", 2))
     save_refiner(paths["refiner"], refiner(), REFINER_CFG)
-    train_teacher(net(), sample_moons, 16, TrainConfig(steps=2, warmup=1), tmp_path / "run", progress=False)
+    train_teacher(net(), TrainData(sample_moons, 16), TrainConfig(steps=2, warmup=1), ckpt_dir=tmp_path / "run", progress=False)
     paths["trainer"] = tmp_path / "run" / "last.pt"
     return paths
 
@@ -291,22 +298,22 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
 # ------------------------------------------------------------------------------------------ resume
 def test_resume_onto_other_data_trains_from_scratch(tmp_path, capsys):
     """The issue's case: a finished moons run in the directory, then 8 Gaussians with the same TrainConfig."""
-    moons = train_teacher(net(), sample_moons, 32, CFG, tmp_path, progress=False)
-    gaussians = train_teacher(net(), sample_8gaussians, 32, CFG, tmp_path, progress=False)
+    moons = train_teacher(net(), TrainData(sample_moons, 32), CFG, ckpt_dir=tmp_path, progress=False)
+    gaussians = train_teacher(net(), TrainData(sample_8gaussians, 32), CFG, ckpt_dir=tmp_path, progress=False)
     assert gaussians.resumed_from == 0 and "(data changed)" in capsys.readouterr().out
     diff = max((a - b).abs().max() for a, b in zip(moons.model.parameters(), gaussians.model.parameters()))
     assert diff > 1e-5  # trained on the new data (the issue's run returned the moons weights: difference 0)
-    again = train_teacher(net(), sample_8gaussians, 32, CFG, tmp_path, progress=False)
+    again = train_teacher(net(), TrainData(sample_8gaussians, 32), CFG, ckpt_dir=tmp_path, progress=False)
     assert again.resumed_from == CFG.steps  # the same run resumes (as finished)
     for a, b in zip(again.ema_model.parameters(), gaussians.ema_model.parameters()):
         torch.testing.assert_close(a, b)
 
 
 def test_resume_with_another_batch_size_or_network_trains_from_scratch(tmp_path, capsys):
-    train_teacher(net(8), sample_moons, 32, CFG, tmp_path, progress=False)
-    assert train_teacher(net(8), sample_moons, 16, CFG, tmp_path, progress=False).resumed_from == 0
+    train_teacher(net(8), TrainData(sample_moons, 32), CFG, ckpt_dir=tmp_path, progress=False)
+    assert train_teacher(net(8), MOONS, CFG, ckpt_dir=tmp_path, progress=False).resumed_from == 0
     assert "(batch_size changed)" in capsys.readouterr().out
-    wider = train_teacher(net(16), sample_moons, 16, CFG, tmp_path, progress=False)  # no size-mismatch traceback
+    wider = train_teacher(net(16), MOONS, CFG, ckpt_dir=tmp_path, progress=False)  # no size-mismatch traceback
     assert wider.resumed_from == 0
     assert "(model changed)" in capsys.readouterr().out
 
@@ -315,7 +322,7 @@ def test_an_interrupted_run_resumes_bit_identically_on_the_same_data(tmp_path):
     """Killed (an exception) during step 4, checkpointed at step 2: the rerun on the same data resumes from step 2 and
     ends with the weights of an uninterrupted run."""
     config = TrainConfig(steps=6, warmup=1, ckpt_every=2)
-    full = train_teacher(net(), sample_moons, 32, config, tmp_path / "full", progress=False)
+    full = train_teacher(net(), TrainData(sample_moons, 32), config, ckpt_dir=tmp_path / "full", progress=False)
     calls = []
 
     def killed_at_step_4(n, generator):  # call 1 is the data probe, calls 2-5 are steps 1-4
@@ -325,8 +332,8 @@ def test_an_interrupted_run_resumes_bit_identically_on_the_same_data(tmp_path):
         return sample_moons(n, generator)
 
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(net(), killed_at_step_4, 32, config, tmp_path / "cut", progress=False)
-    resumed = train_teacher(net(), sample_moons, 32, config, tmp_path / "cut", progress=False)
+        train_teacher(net(), TrainData(killed_at_step_4, 32), config, ckpt_dir=tmp_path / "cut", progress=False)
+    resumed = train_teacher(net(), TrainData(sample_moons, 32), config, ckpt_dir=tmp_path / "cut", progress=False)
     assert resumed.resumed_from == 2
     for a, b in zip(resumed.ema_model.parameters(), full.ema_model.parameters()):
         assert torch.equal(a, b)

@@ -9,6 +9,7 @@ import torch
 from flowlib.artifacts import CheckpointError, save_checkpoint
 from flowlib.distill.bespoke import (
     DenseTrajectories,
+    bespoke_config,
     bespoke_loss,
     dense_ground_truth,
     load_bespoke,
@@ -17,6 +18,7 @@ from flowlib.distill.bespoke import (
     train_bespoke,
     validation_rmse,
 )
+from flowlib.flow import TrainData
 from flowlib.models import MLPVelocity
 from flowlib.solvers import ODESampler, solve
 from flowlib.solvers.bespoke import BespokeSampler, BespokeSolver, cosine_transform, piecewise_linear_transform
@@ -208,10 +210,10 @@ def test_training_beats_the_base_solver_and_leaves_the_net_alone():
     for base in ("rk1", "rk2"):
         solver = BespokeSolver(base, 2)
         before = validation_rmse(solver, net, val_noise, val)
-        result = train_bespoke(solver, net, gt, val_noise, val, iterations=60, batch_size=64, lr=2e-2, val_every=10,
+        result = train_bespoke(net, solver, TrainData(gt, 64, heldout=(val_noise, val)), bespoke_config(60, 2e-2, val_every=10),
                                progress=False)
-        assert result.best_val_rmse < 0.8 * before, (base, before, result.best_val_rmse)
-        assert validation_rmse(result.solver, net, val_noise, val) == pytest.approx(result.best_val_rmse)
+        assert result.best_value < 0.8 * before, (base, before, result.best_value)
+        assert validation_rmse(result.ema_model, net, val_noise, val) == pytest.approx(result.best_value)
         losses = [h[1] for h in result.history[1:]]
         assert sum(losses[-10:]) < sum(losses[:10])
     assert all(p.grad is None for p in net.parameters())
@@ -221,8 +223,9 @@ def test_training_beats_the_base_solver_and_leaves_the_net_alone():
 def test_training_is_deterministic(gaussian_field):
     x0 = torch.randn(64, 2, dtype=torch.float64)
     gt = exact_trajectories(gaussian_field, x0, grid=41)
-    runs = [train_bespoke(BespokeSolver("rk1", 2), random_net(2).double(), gt, x0[:16], gt.endpoints[:16], iterations=5,
-                          batch_size=8, lr=1e-2, progress=False).solver.values().t for _ in range(2)]
+    data = TrainData(gt, 8, heldout=(x0[:16], gt.endpoints[:16]))
+    runs = [train_bespoke(random_net(2).double(), BespokeSolver("rk1", 2), data, bespoke_config(5, 1e-2),
+                          progress=False).ema_model.values().t for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
 
 
@@ -231,8 +234,8 @@ def test_nan_loss_is_a_clear_error(gaussian_field):
     gt = exact_trajectories(gaussian_field, x0, grid=11)
     gt.states[5] = float("nan")  # the grid time of t_1 = 0.5: the field is fine, its input from the pool is not
     with pytest.raises(NonFiniteError, match="input already held NaN or inf"):
-        train_bespoke(BespokeSolver("rk1", 2), random_net(2).double(), gt, x0, gaussian_field.solution(x0),
-                      iterations=3, batch_size=8, lr=1e-2, progress=False)
+        data = TrainData(gt, 8, heldout=(x0, gaussian_field.solution(x0)))
+        train_bespoke(random_net(2).double(), BespokeSolver("rk1", 2), data, bespoke_config(3, 1e-2), progress=False)
 
 
 def test_saved_solver_round_trips_and_corrupt_files_are_rejected(tmp_path):

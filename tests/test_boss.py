@@ -5,7 +5,7 @@ import torch
 
 from flowlib.data import load_dataset
 from flowlib.distill import reflow, reflow_times, straighten, straightening_pairs
-from flowlib.flow import TrainConfig, train_teacher
+from flowlib.flow import TrainConfig, TrainData, train_teacher
 from flowlib.models import build_model, count_parameters
 from flowlib.models.lora import apply_lora, merge_lora
 from flowlib.solvers import bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, path_cost, solve, uniform_grid
@@ -115,8 +115,9 @@ def test_reflow_times():
 def test_straightening_lowers_the_k_step_error():
     """Finetuning on Bellman pairs brings K-step Euler closer to the teacher's fine solution on held-out noise."""
     ds = load_dataset("8gaussians", n_toy=4000)
-    teacher = train_teacher(build_model(ds.shape, {"arch": "mlp", "hidden": 128, "depth": 3}), ds.sample_batch, 256,
-                            TrainConfig(steps=600, lr=3e-3, warmup=50, ema_decay=0.99), progress=False).ema_model
+    net = build_model(ds.shape, {"arch": "mlp", "hidden": 128, "depth": 3})
+    teacher = train_teacher(net, TrainData(ds.sample_batch, 256), TrainConfig(steps=600, lr=3e-3, warmup=50, ema_decay=0.99),
+                            progress=False).ema_model
     gen = torch.Generator().manual_seed(0)
     k, n_fine = 2, 40
     cost = euler_cost_matrix(euler_rollout(teacher, torch.randn(200, 2, generator=gen), n_fine))
@@ -131,14 +132,16 @@ def test_straightening_lowers_the_k_step_error():
             return (solve(model, held, grid, "euler") - reference).pow(2).sum(1).mean().item()
 
     cfg = TrainConfig(steps=300, lr=1e-3, warmup=30, ema_decay=0.9)
-    full, result, trained = straighten(teacher, pairs, cfg, 128, progress=False)
-    lora, _, lora_trained = straighten(teacher, pairs, cfg, 128, lora_rank=4, progress=False)
+    result = straighten(teacher, None, TrainData(pairs, 128), cfg, progress=False)
+    full, trained = result.ema_model, result.extras["trained_params"]
+    lora_result = straighten(teacher, None, TrainData(pairs, 128), cfg, lora_rank=4, progress=False)
+    lora, lora_trained = lora_result.ema_model, lora_result.extras["trained_params"]
     before = k_step_error(teacher)
     assert k_step_error(full) < 0.5 * before
     assert k_step_error(lora) < before and lora_trained < trained
     assert result.history[-1][1] < result.history[0][1]
     z, x1 = euler_rollout(teacher, torch.randn(500, 2, generator=gen), n_fine).states[[0, -1]]
-    student, res = reflow(teacher, z, x1, cfg, 128, k=2, progress=False)
+    res = reflow(teacher, None, TrainData((z, x1), 128), cfg, k=2, progress=False)
     assert res.history[-1][1] < res.history[0][1]
 
 
@@ -151,6 +154,6 @@ def test_lora_straightening_is_deterministic():
     outs = []
     for _ in range(2):
         torch.randn(7)  # move the global RNG: the result must not depend on it
-        student, _, _ = straighten(teacher, pairs, cfg, 16, lora_rank=2, progress=False)
+        student = straighten(teacher, None, TrainData(pairs, 16), cfg, lora_rank=2, progress=False).ema_model
         outs.append(student(x, t))
     assert torch.equal(outs[0], outs[1])

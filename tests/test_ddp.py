@@ -9,14 +9,14 @@ SCRIPT = textwrap.dedent('''
     import json, os, sys
     import torch
     from flowlib.data import load_dataset
-    from flowlib.flow import TrainConfig, train_teacher
+    from flowlib.flow import TrainConfig, TrainData, train_teacher
     from flowlib.models import build_model
     torch.set_num_threads(1)
     ds = load_dataset("moons", n_toy=1000)
     torch.manual_seed(int(os.environ["RANK"]))  # different init per rank: DDP must broadcast rank 0's weights
     model = build_model(ds.shape, {"arch": "mlp", "hidden": 32, "depth": 3})
-    result = train_teacher(model, ds.sample_batch, 64, TrainConfig(steps=60, lr=3e-3, warmup=5, log_every=10,
-                           ckpt_every=30), sys.argv[1], progress=False)
+    result = train_teacher(model, TrainData(ds.sample_batch, 64), TrainConfig(steps=60, lr=3e-3, warmup=5, log_every=10,
+                           ckpt_every=30), ckpt_dir=sys.argv[1], progress=False)
     flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
     out = {"rank": int(os.environ["RANK"]), "params": flat.tolist(), "history": result.history}
     with open(os.path.join(sys.argv[1], f"rank{out['rank']}.json"), "w") as f:

@@ -15,7 +15,7 @@ from flowlib.distill.fgm import (
     save_generator,
     train_fgm,
 )
-from flowlib.flow import TrainConfig, train_teacher
+from flowlib.flow import TrainConfig, TrainData, train_teacher
 from flowlib.models import MLPVelocity
 from flowlib.solvers import ODESampler
 from flowlib.solvers.nfe import NonFiniteError
@@ -109,7 +109,7 @@ def _gaussian_teacher():
     torch.manual_seed(0)
     model = MLPVelocity((2,), hidden=32, depth=3, time_dim=16)
     mean = torch.tensor([1.0, -0.5])
-    result = train_teacher(model, lambda n, g: mean + 0.5 * torch.randn(n, 2, generator=g), 256,
+    result = train_teacher(model, TrainData(lambda n, g: mean + 0.5 * torch.randn(n, 2, generator=g), 256),
                            TrainConfig(steps=400, lr=3e-3, warmup=20, ema_decay=0.9), progress=False)
     return result.ema_model.eval().requires_grad_(False), mean
 
@@ -124,8 +124,9 @@ def test_fgm_moves_a_toy_generator_towards_the_data():
     z = torch.randn(4000, 2, generator=torch.Generator().manual_seed(9))
     generator = OneStepGenerator.from_teacher(teacher, 0.0)
     before = _gaussian_distance(GeneratorSampler(generator)(z), mean)
-    result, online = train_fgm(teacher, generator, (2,), 128, TrainConfig(steps=300, lr=1e-3, warmup=20, ema_decay=0.9,
-                                                                           log_every=50), progress=False)
+    result = train_fgm(teacher, generator, TrainData((2,), 128),
+                       TrainConfig(steps=300, lr=1e-3, warmup=20, ema_decay=0.9, log_every=50), progress=False)
+    online = result.extras["online_history"]
     after = _gaussian_distance(GeneratorSampler(result.ema_model)(z), mean)
     assert before > 0.1 and after < 0.3 * before, (before, after)  # Euler-1 collapses towards the mean; FGM spreads it
     assert len(online) == 6 and all(torch.isfinite(torch.tensor(v)) for _, v in online)
@@ -150,7 +151,7 @@ class FailingTeacher(torch.nn.Module):
 def _run(teacher, ckpt_dir, steps=6):
     generator = OneStepGenerator.from_teacher(_tiny(0), 0.0)
     config = TrainConfig(steps=steps, lr=1e-3, warmup=1, ckpt_every=2, log_every=1, seed=3)
-    return train_fgm(teacher, generator, (2,), 16, config, online=_tiny(0), ckpt_dir=ckpt_dir, progress=False)
+    return train_fgm(teacher, generator, TrainData((2,), 16), config, online=_tiny(0), ckpt_dir=ckpt_dir, progress=False)
 
 
 def test_nan_stops_training_and_keeps_the_last_checkpoint(tmp_path):
@@ -161,10 +162,11 @@ def test_nan_stops_training_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
-    reference, _ = _run(_tiny(0), tmp_path / "full")
+    reference = _run(_tiny(0), tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
         _run(FailingTeacher(_tiny(0), fail_at=6, mode="raise"), tmp_path / "cut")
-    resumed, online = _run(_tiny(0), tmp_path / "cut")
+    resumed = _run(_tiny(0), tmp_path / "cut")
+    online = resumed.extras["online_history"]
     assert resumed.resumed_from == 4 and [s for s, _ in online] == list(range(1, 7))
     for a, b in zip(resumed.ema_model.parameters(), reference.ema_model.parameters()):
         torch.testing.assert_close(a, b)

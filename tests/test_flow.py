@@ -5,6 +5,7 @@ from flowlib.data import load_dataset
 from flowlib.flow import (
     EMA,
     TrainConfig,
+    TrainData,
     TrainingDivergedError,
     flow_matching_loss,
     linear_path,
@@ -29,7 +30,7 @@ def test_flow_matching_loss_falls_on_a_toy():
     ds = load_dataset("8gaussians", n_toy=2000)
     model = build_model(ds.shape, MLP)
     cfg = TrainConfig(steps=400, lr=3e-3, warmup=20, log_every=20, ema_decay=0.99)
-    result = train_teacher(model, ds.sample_batch, 256, cfg, progress=False)
+    result = train_teacher(model, TrainData(ds.sample_batch, 256), cfg, progress=False)
     first, last = result.history[0][1], min(loss for _, loss in result.history[-5:])
     assert last < 0.8 * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
     assert result.seconds > 0 and not result.ema_model.training
@@ -69,9 +70,9 @@ def test_resume_continues_exactly(tmp_path):
 def test_stale_checkpoint_is_not_resumed(tmp_path, capsys):
     ds = load_dataset("moons", n_toy=500)
     first = TrainConfig(steps=4, warmup=1, ckpt_every=2)
-    train_teacher(build_model(ds.shape, MLP), ds.sample_batch, 16, first, tmp_path, progress=False)
-    result = train_teacher(build_model(ds.shape, MLP), ds.sample_batch, 16, TrainConfig(steps=4, lr=5e-4, warmup=1, ckpt_every=2),
-                           tmp_path, progress=False)
+    train_teacher(build_model(ds.shape, MLP), TrainData(ds.sample_batch, 16), first, ckpt_dir=tmp_path, progress=False)
+    result = train_teacher(build_model(ds.shape, MLP), TrainData(ds.sample_batch, 16),
+                           TrainConfig(steps=4, lr=5e-4, warmup=1, ckpt_every=2), ckpt_dir=tmp_path, progress=False)
     assert result.resumed_from == 0 and "different configuration" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ import torch
 from flowlib.config import ConfigError, parse_params, read_yaml, repo_root
 from flowlib.distill.flowturbo import load_refiner, refiner_loss, save_refiner, train_refiner
 from flowlib.experiments.flowturbo import matched_heun_latency
-from flowlib.flow import TrainConfig
+from flowlib.flow import TrainConfig, TrainData
 from flowlib.models import MLPVelocity, VelocityRefiner
 from flowlib.solvers import ODESampler, uniform_grid
 from flowlib.solvers.flowturbo import (
@@ -209,8 +209,8 @@ def test_refiner_training_lowers_the_loss(tmp_path):
     config = {"arch": "mlp", "hidden": 32, "depth": 3, "time_dim": 16}
     refiner = VelocityRefiner((2,), config)
     before = _mean_loss(refiner, teacher)
-    result = train_refiner(teacher, refiner, _toy_batch, 128, 0.2,
-                           TrainConfig(steps=300, lr=1e-2, warmup=20, ema_decay=0.9, log_every=50), progress=False)
+    result = train_refiner(teacher, refiner, TrainData(_toy_batch, 128),
+                           TrainConfig(steps=300, lr=1e-2, warmup=20, ema_decay=0.9, log_every=50), delta_max=0.2, progress=False)
     after = _mean_loss(result.ema_model, teacher)
     assert after < 0.35 * before, (before, after)  # measured: 0.046 -> 0.011
     save_refiner(tmp_path / "refiner.pt", result.ema_model, config)
@@ -223,13 +223,13 @@ def test_nan_teacher_stops_refiner_training():
     teacher = lambda x, t: x * float("nan")  # noqa: E731
     refiner = VelocityRefiner((2,), {"arch": "mlp", "hidden": 8, "depth": 3, "time_dim": 8})
     with pytest.raises(NonFiniteError, match=r"the teacher \(refiner training\) returned NaN or inf at evaluation 1 "):
-        train_refiner(teacher, refiner, _toy_batch, 16, 0.1, TrainConfig(steps=3, warmup=1), progress=False)
+        train_refiner(teacher, refiner, TrainData(_toy_batch, 16), TrainConfig(steps=3, warmup=1), delta_max=0.1, progress=False)
 
 
 def test_teacher_calls_are_counted_in_training():
     counting = CountingVelocity(CurvedTeacher())
     refiner = VelocityRefiner((2,), {"arch": "mlp", "hidden": 8, "depth": 3, "time_dim": 8})
-    train_refiner(counting, refiner, _toy_batch, 16, 0.1, TrainConfig(steps=5, warmup=1), progress=False)
+    train_refiner(counting, refiner, TrainData(_toy_batch, 16), TrainConfig(steps=5, warmup=1), delta_max=0.1, progress=False)
     assert counting.nfe == 10  # two teacher calls per step: at (x_t, t) and after the Euler step
 
 

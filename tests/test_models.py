@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from flowlib.data import load_dataset
-from flowlib.flow import TrainConfig, flow_matching_loss, train_teacher
+from flowlib.flow import TrainConfig, TrainData, flow_matching_loss, train_teacher
 from flowlib.metrics import sliced_wasserstein
 from flowlib.models import MLPVelocity, build_model, count_parameters
 from flowlib.solvers import ODESampler
@@ -39,7 +39,8 @@ def test_small_unet_digits_teacher_trains_and_samples():
     gen = torch.Generator().manual_seed(0)
     held = ds.heldout[:256]
     untrained_loss = flow_matching_loss(model, held, gen).item()
-    result = train_teacher(model, ds.sample_batch, 64, TrainConfig(steps=150, lr=2e-3, warmup=10, ema_decay=0.9), progress=False)
+    result = train_teacher(model, TrainData(ds.sample_batch, 64), TrainConfig(steps=150, lr=2e-3, warmup=10, ema_decay=0.9),
+                           progress=False)
     trained_loss = flow_matching_loss(result.model, held, torch.Generator().manual_seed(0)).item()
     assert trained_loss < 0.7 * untrained_loss
     noise = torch.randn(256, *ds.shape, generator=gen)

@@ -14,7 +14,7 @@ states and the teacher's velocity there; `DenseTrajectories.at` reads any time b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
 from ..errors import ArgumentError, FlowlibError, describe, require_int, require_number, require_velocity
-from ..flow import TrainConfig, TrainingDivergedError, train
+from ..flow import TrainConfig, TrainData, TrainingDivergedError, TrainResult, require_data, train
 from ..metrics import rmse
 from ..solvers.adaptive import solve_adaptive
 from ..solvers.bespoke import BASES, BespokeSolver
@@ -99,86 +99,76 @@ def bespoke_loss(solver: BespokeSolver, velocity: Velocity, gt: DenseTrajectorie
     return (weights[:, None] * d).sum(0).mean()
 
 
-@dataclass
-class BespokeResult:
-    """A trained solver (the best by validation RMSE), how its training ended, and its cost."""
-
-    solver: BespokeSolver
-    best_iteration: int
-    best_val_rmse: float
-    seconds: float
-    history: list[tuple[int, float]] = field(default_factory=list)      # (iteration, mean training loss)
-    val_history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, validation RMSE), from 0
-    steps: int = 0                                                      # iterations run
-    converged: bool | None = None                                       # plateau before the cap
-    flops: float = 0.0                                                  # training cost (validations included)
-
-    @property
-    def best_step(self) -> int:
-        return self.best_iteration
-
-
 def validation_rmse(solver: BespokeSolver, velocity: Velocity, noise: Tensor, target: Tensor) -> float:
     """The real objective, sequentially: RMSE of the solver's samples from `noise` to their ground truth."""
     with torch.no_grad():
         return rmse(solver.solve(velocity, noise), target)
 
 
-def train_bespoke(
-    solver: BespokeSolver,
-    velocity: Velocity,
-    gt: DenseTrajectories,
-    val_noise: Tensor,
-    val_target: Tensor,
-    *,
-    iterations: int,
-    batch_size: int,
-    lr: float,
-    l_tau: float = 1.0,
-    val_every: int = 25,
-    patience: int = 5,
-    rel_tol: float = 0.01,
-    seed: int = 0,
-    progress: bool = True,
-) -> BespokeResult:
-    """Adam on the parallel bound with minibatches from the ground-truth pool `gt`, on flowlib's shared trainer and
-    its stopping rule: every `val_every` iterations the RMSE on held-out `val_noise` is measured, the best solver so far
-    kept (the paper's tables pick by FID), and training stops at the validation plateau (`patience` checks without a
-    relative gain of `rel_tol`) or at the cap of `iterations`.
-
-    The network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
+def bespoke_config(iterations: int, lr: float, *, val_every: int = 25, patience: int = 5, rel_tol: float = 0.01,
+                   seed: int = 0) -> TrainConfig:
+    """The `TrainConfig` a Bespoke solver trains with: Adam (AdamW without decay), no warmup, no clipping, raw weights
+    (no EMA), since the solver has a few dozen numbers; `iterations` is the cap of the stopping rule.
 
     Args:
-        solver: the `BespokeSolver` to train (in place); velocity: v(x, t); gt: dense ground-truth trajectories;
-        val_noise, val_target: held-out noise and its exact samples; the keywords as described above.
+        iterations: the cap on Adam steps; lr: the learning rate; val_every, patience, rel_tol: the stopping rule;
+        seed: the minibatch seed.
 
     Returns:
-        A `BespokeResult`.
+        The `TrainConfig` for `train_bespoke`.
+
+    >>> bespoke_config(200, 1e-2).ema_decay
+    0.0
+    """
+    return TrainConfig(steps=iterations, lr=lr, warmup=0, grad_clip=1e9, ema_decay=0.0, seed=seed, log_every=1,
+                       ckpt_every=iterations, val_every=val_every, patience=patience, rel_tol=rel_tol)
+
+
+def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, config: TrainConfig, *, l_tau: float = 1.0,
+                  progress: bool = True) -> TrainResult:
+    """Train `solver` (in place) on the parallel bound with minibatches of the teacher's dense ground truth
+    `data.source`, on flowlib's shared trainer and its stopping rule: every `config.val_every` iterations the RMSE on
+    the held-out `data.heldout = (val_noise, val_target)` is measured, the best solver so far kept (the paper's tables
+    pick by FID), and training stops at the validation plateau or at the cap `config.steps` (`bespoke_config` gives
+    the paper's optimiser settings).
+
+    The teacher network is frozen: only the solver's parameters move (the net's own requires_grad flags are restored).
+
+    Args:
+        teacher: v(x, t); solver: the `BespokeSolver` to train; data: a `TrainData` of the `DenseTrajectories`, with
+        (val_noise, val_target) as heldout; config: a `TrainConfig` (see `bespoke_config`); l_tau: the Lipschitz
+        constant of the loss weights.
+
+    Returns:
+        A `TrainResult` whose `model` and `ema_model` are the trained solver (the best by validation RMSE).
 
     >>> from flowlib.models import ring_mixture
     >>> from flowlib.distill.bespoke import dense_ground_truth
+    >>> from flowlib import TrainData
     >>> v, z = ring_mixture(), torch.randn(24, 2, generator=torch.Generator().manual_seed(0))
     >>> gt = dense_ground_truth(v, z[:16], grid=11)
     >>> target = dense_ground_truth(v, z[16:], grid=11).states[-1]
-    >>> train_bespoke(BespokeSolver("rk1", 3), v, gt, z[16:], target, iterations=3, batch_size=8, lr=1e-2,
-    ...               progress=False).solver.nfe
+    >>> data = TrainData(gt, 8, heldout=(z[16:], target))
+    >>> train_bespoke(v, BespokeSolver("rk1", 3), data, bespoke_config(3, 1e-2), progress=False).ema_model.nfe
     3
     """
     if not isinstance(solver, BespokeSolver):
         raise ArgumentError(f"solver must be a BespokeSolver, e.g. BespokeSolver('rk2', 4), got {describe(solver)}.")
-    require_velocity("velocity", velocity)
-    for name, value in (("iterations", iterations), ("batch_size", batch_size), ("val_every", val_every),
-                        ("patience", patience)):
-        require_int(name, value)
-    require_number("lr", lr, 0, low_open=True)
-    weights = list(velocity.parameters()) if isinstance(velocity, nn.Module) else []  # any callable works
-    field_ = CountingVelocity(velocity, name="the velocity field (Bespoke training)")
+    require_velocity("teacher", teacher)
+    require_data(data, "train_bespoke", "the teacher's DenseTrajectories (flowlib.distill.bespoke.dense_ground_truth)",
+                 lambda s: isinstance(s, DenseTrajectories))
+    if not (isinstance(data.heldout, tuple) and len(data.heldout) == 2):
+        raise ArgumentError(f"train_bespoke: data.heldout must be (val_noise, val_target), the held-out noise and its "
+                            f"exact samples, got {describe(data.heldout)}.")
+    if not isinstance(config, TrainConfig):
+        raise ArgumentError(f"config must be a flowlib.TrainConfig (e.g. bespoke_config(1000, 1e-2)), got "
+                            f"{describe(config)}.")
+    gt, batch_size, (val_noise, val_target) = data.source, data.batch_size, data.heldout
+    weights = list(teacher.parameters()) if isinstance(teacher, nn.Module) else []  # any callable works
+    field_ = CountingVelocity(teacher, name="the velocity field (Bespoke training)")
     flags = [p.requires_grad for p in weights]
     for p in weights:
         p.requires_grad_(False)
-    # Adam (AdamW without decay), no warmup, no clipping, raw weights (no EMA): the solver has a few dozen numbers
-    config = TrainConfig(steps=iterations, lr=lr, warmup=0, grad_clip=1e9, ema_decay=0.0, seed=seed, log_every=1,
-                         ckpt_every=iterations, val_every=val_every, patience=patience, rel_tol=rel_tol)
 
     def loss_fn(net: nn.Module, gen: torch.Generator) -> Tensor:
         return bespoke_loss(net, field_, gt, torch.randint(len(gt), (batch_size,), generator=gen), l_tau)
@@ -193,29 +183,29 @@ def train_bespoke(
         for p, flag in zip(weights, flags):
             p.requires_grad_(flag)
     solver.load_state_dict(result.ema_model.state_dict())
-    return BespokeResult(solver, result.best_step, result.best_value, result.seconds, result.history, result.val_history,
-                         result.steps, result.converged, result.flops)
+    result.model = result.ema_model = solver
+    return result
 
 
 def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", *, val_fraction: float = 0.25,
                 grid: int = 101, iterations: int = 1000, batch_size: int = 16, lr: float = 1e-2, val_every: int = 25,
-                patience: int = 4, rel_tol: float = 0.01, seed: int = 0, progress: bool = True) -> BespokeResult:
+                patience: int = 4, rel_tol: float = 0.01, seed: int = 0, progress: bool = True) -> TrainResult:
     """A Bespoke solver for any velocity field in one call: solve the field's ground truth densely from `noise`
     (the last `val_fraction` of it held out for choosing the checkpoint and for the stopping rule), then train the
     solver on it until its validation RMSE plateaus (`patience` checks, every `val_every` iterations, without a
     relative gain of `rel_tol`) or `iterations` run out.
-
-    >>> from flowlib.models import ring_mixture
-    >>> noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
-    >>> fit_bespoke(ring_mixture(), noise, nfe=4, iterations=5, grid=11, progress=False).solver.nfe
-    4
 
     Args:
         velocity: v(x, t); noise: noise to build the ground-truth trajectories from; nfe: the solver's NFE;
         base: rk1 | rk2; the keywords as described above.
 
     Returns:
-        A `BespokeResult` (the trained solver, its validation history and how training ended).
+        A `TrainResult` whose `ema_model` is the trained solver.
+
+    >>> from flowlib.models import ring_mixture
+    >>> noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    >>> fit_bespoke(ring_mixture(), noise, nfe=4, iterations=5, grid=11, progress=False).ema_model.nfe
+    4
     """
     require_velocity("velocity", velocity)
     check_noise(noise, velocity, "fit_bespoke")
@@ -223,15 +213,19 @@ def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", 
     if base not in BASES or nfe % BASES[base]:
         raise ArgumentError(f"base {base!r} with nfe={nfe}: choose base in {sorted(BASES)} and an nfe divisible by its "
                          "stages (rk2: even).")
+    for name, value in (("iterations", iterations), ("batch_size", batch_size), ("val_every", val_every),
+                        ("patience", patience)):
+        require_int(name, value)
+    require_number("lr", lr, 0, low_open=True)
     n_val = max(1, int(len(noise) * val_fraction))
     if len(noise) - n_val < 1:
         raise ArgumentError(f"fit_bespoke needs at least 2 noises (training and validation), got {len(noise)}.")
     pool = dense_ground_truth(velocity, noise[:-n_val], grid)
     target = dense_ground_truth(velocity, noise[-n_val:], 2).endpoints
-    return train_bespoke(BespokeSolver(base, nfe // BASES[base]), velocity, pool, noise[-n_val:], target,
-                         iterations=iterations, batch_size=min(batch_size, len(pool)), lr=lr,
-                         val_every=min(val_every, iterations), patience=patience, rel_tol=rel_tol, seed=seed,
-                         progress=progress)
+    data = TrainData(pool, min(batch_size, len(pool)), heldout=(noise[-n_val:], target))
+    config = bespoke_config(iterations, lr, val_every=min(val_every, iterations), patience=patience, rel_tol=rel_tol,
+                            seed=seed)
+    return train_bespoke(velocity, BespokeSolver(base, nfe // BASES[base]), data, config, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------ persistence

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError
-from ..flow import TrainConfig, TrainResult, train, trainable_copy
+from ..flow import TrainConfig, TrainData, TrainResult, require_data, train, trainable_copy
 from ..models import count_parameters
 from ..models.lora import apply_lora, merge_lora
 from ..solvers.bellman import EulerRollout
@@ -62,41 +62,45 @@ def straightening_loss(net: nn.Module, pairs: StraighteningPairs, batch_size: in
 
 def straighten(
     teacher: nn.Module,
-    pairs: StraighteningPairs,
+    student: nn.Module | None,
+    data: TrainData,
     config: TrainConfig,
-    batch_size: int,
     *,
     lora_rank: int | None = None,
     lora_alpha: float = 1.0,
-    start: nn.Module | None = None,
     progress: bool = True,
     validate: Callable[[nn.Module], float] | None = None,
-) -> tuple[nn.Module, TrainResult, int]:
-    """Finetune a copy of `teacher` (all weights, or rank-`lora_rank` LoRA) on `pairs`.
+) -> TrainResult:
+    """Finetune a copy of `student` (None: of the teacher; all weights, or rank-`lora_rank` LoRA) on the straightening
+    pairs `data.source`.
 
     The student starts from the given teacher weights (flowlib passes the EMA teacher; the official code starts
-    from the raw weights). Returns the EMA student as a plain network (LoRA merged), the training result, and the
-    number of trained parameters. `start`: the network to finetune instead of a copy of the teacher (needed when the
-    teacher is a field without weights). `validate(student) -> score` (lower is better, e.g. the RMSE of Euler on the
-    Bellman grid to the ground truth of held-out noise) drives the trainer's stopping rule (`config.val_every`).
+    from the raw weights); pass a `student` network when the teacher is a field without weights. `validate(student)
+    -> score` (lower is better, e.g. the RMSE of Euler on the Bellman grid to the ground truth of held-out noise)
+    drives the trainer's stopping rule (`config.val_every`).
 
     Args:
-        teacher: the pretrained velocity net; pairs: `straightening_pairs` of its fine rollout on a Bellman path;
-        config: a `TrainConfig`; batch_size; lora_rank, lora_alpha, start, validate: as described above.
+        teacher: the pretrained velocity net; student: the network to finetune (None: a copy of the teacher);
+        data: a `TrainData` of the `straightening_pairs` of the teacher's rollout on a Bellman path; config: a
+        `TrainConfig`; lora_rank, lora_alpha, validate: as described above.
 
     Returns:
-        (the straightened student, its `TrainResult`, the number of trained parameters).
+        A `TrainResult` whose `ema_model` is the straightened student as a plain network (LoRA merged, eval mode);
+        `extras["trained_params"]`: the number of parameters trained.
 
-    >>> from flowlib import TrainConfig, build_model
+    >>> from flowlib import TrainConfig, TrainData, build_model
     >>> from flowlib.solvers import euler_rollout
     >>> teacher = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2}).eval()
     >>> rollout = euler_rollout(teacher, torch.randn(32, 2), 10)
     >>> pairs = straightening_pairs(rollout, torch.tensor([0, 3, 7, 10]))
-    >>> student, result, trained = straighten(teacher, pairs, TrainConfig(steps=3, warmup=0), 16, progress=False)
-    >>> result.steps, trained == sum(p.numel() for p in teacher.parameters())
+    >>> result = straighten(teacher, None, TrainData(pairs, 16), TrainConfig(steps=3, warmup=0), progress=False)
+    >>> result.steps, result.extras["trained_params"] == sum(p.numel() for p in teacher.parameters())
     (3, True)
     """
-    student = trainable_copy(teacher, start)
+    require_data(data, "straighten", "the StraighteningPairs of flowlib.distill.boss.straightening_pairs",
+                 lambda s: isinstance(s, StraighteningPairs))
+    pairs, batch_size = data.source, data.batch_size
+    student = trainable_copy(teacher, student)
     if lora_rank is not None:
         torch.manual_seed(config.seed)  # LoRA's A is random: seed it, or reruns differ
         student = apply_lora(student, lora_rank, lora_alpha)
@@ -108,4 +112,6 @@ def straighten(
     desc = f"boss-{'lora' + str(lora_rank) if lora_rank else 'full'}"
     result = train(student, loss_fn, config, progress=progress, desc=desc, validate=validate)
     final = merge_lora(result.ema_model) if lora_rank is not None else result.ema_model
-    return final.eval().requires_grad_(False), result, trained
+    result.ema_model = final.eval().requires_grad_(False)
+    result.extras["trained_params"] = trained
+    return result

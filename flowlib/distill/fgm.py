@@ -27,6 +27,7 @@ from ..artifacts import load_checkpoint
 from ..errors import ArgumentError, describe, require_number, require_velocity
 from ..flow import (
     TrainConfig,
+    TrainData,
     TrainResult,
     check_loss,
     check_training_args,
@@ -34,6 +35,7 @@ from ..flow import (
     identity,
     linear_path,
     rebuild_net,
+    require_data,
     save_velocity_model,
     train,
     trainable_copy,
@@ -210,43 +212,43 @@ def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, ba
     return loss, float(online_loss.detach())
 
 
-def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, ...], batch_size: int,
-              config: TrainConfig, online_lr: float | None = None, l1_weight: float = 0.0,
-              online: nn.Module | None = None, ckpt_dir: Any = None, *, run_config: dict | None = None,
-              progress: bool = True, callback: Callable[[int, nn.Module], None] | None = None,
-              validate: Callable[[nn.Module], float] | None = None,
-              ) -> tuple[TrainResult, list[tuple[int, float]]]:
+def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, config: TrainConfig, *,
+              online_lr: float | None = None, l1_weight: float = 0.0, online: nn.Module | None = None,
+              ckpt_dir: Any = None, progress: bool = True, run_config: dict | None = None,
+              callback: Callable[[int, nn.Module], None] | None = None,
+              validate: Callable[[nn.Module], float] | None = None) -> TrainResult:
     """Train `generator` by FGM against the frozen `teacher` (a network or any velocity callable); the online model
     starts as a copy of the teacher, or of `online` (required when the teacher has no weights). Returns the trainer's
-    result (generator, its EMA, loss history) and the online loss history.
+    result (generator, its EMA, loss history) with the online model's loss history in `extras["online_history"]`.
 
-    Data-free: the only inputs are Gaussian noise draws. Adam with β = (0, 0.999) for both players (as SiD and
-    the public FGM-style code use), the generator's schedule and EMA from `config`. `validate(generator) -> score` (lower
-    is better, e.g. the distance of its samples to the teacher's distribution) drives the trainer's stopping rule.
+    Data-free: `data.source` is the data shape, and the only inputs are Gaussian noise draws of `data.batch_size`.
+    Adam with β = (0, 0.999) for both players (as SiD and the public FGM-style code use), the generator's schedule and
+    EMA from `config`. `validate(generator) -> score` (lower is better, e.g. the distance of its samples to the teacher's
+    distribution) drives the trainer's stopping rule.
 
     Args:
-        teacher: v(x, t); generator: a `OneStepGenerator`; shape: the data shape; batch_size; config: a
-        `TrainConfig`; online_lr, l1_weight, online: as described above; ckpt_dir: resume folder.
+        teacher: v(x, t); generator: a `OneStepGenerator`; data: a `TrainData` of the data shape; config: a
+        `TrainConfig`; online_lr, l1_weight, online, callback, validate: as described above; ckpt_dir: resume folder.
 
     Returns:
-        (the `TrainResult` of the generator, the online model's loss history).
+        The `TrainResult` of the generator (`extras["online_history"]`: the online model's losses).
 
-    >>> from flowlib import TrainConfig, ring_mixture
+    >>> from flowlib import TrainConfig, TrainData, ring_mixture
     >>> from flowlib.models import MLPVelocity
     >>> g = OneStepGenerator(MLPVelocity((2,), hidden=16, depth=2, time_dim=8), 0.1)
-    >>> result, online = train_fgm(ring_mixture(), g, (2,), 16, TrainConfig(steps=2, warmup=0),
-    ...                            online=MLPVelocity((2,), hidden=16, depth=2, time_dim=8), progress=False)
-    >>> result.steps
-    2
+    >>> result = train_fgm(ring_mixture(), g, TrainData((2,), 16), TrainConfig(steps=2, warmup=0),
+    ...                    online=MLPVelocity((2,), hidden=16, depth=2, time_dim=8), progress=False)
+    >>> result.steps, len(result.extras["online_history"]) >= 0
+    (2, True)
     """
-    check_training_args(generator, config, batch_size, "generator")
+    check_training_args(generator, config, "generator")
+    require_data(data, "train_fgm", "the data shape, a tuple of positive ints such as (2,) or (1, 8, 8)",
+                 lambda s: isinstance(s, (tuple, list)) and bool(s) and all(isinstance(d, int) and d > 0 for d in s))
+    shape, batch_size = tuple(data.source), data.batch_size
     if not isinstance(generator, OneStepGenerator):
         raise ArgumentError(f"generator must be a OneStepGenerator (e.g. OneStepGenerator.from_teacher(teacher, 0.1)), "
                             f"got {type(generator).__name__}.")
     require_velocity("teacher", teacher)
-    if not (isinstance(shape, (tuple, list)) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
-        raise ArgumentError(f"shape must be the data shape as a tuple of positive ints, e.g. (2,) or (1, 8, 8), got "
-                            f"{describe(shape)}.")
     require_number("l1_weight", l1_weight, 0)
     if online_lr is not None:
         require_number("online_lr", online_lr, 0, low_open=True)
@@ -268,7 +270,8 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, shape: tuple[int, 
                    run_config=run,
                    progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback, validate=validate,
                    companions={"online": online, "online_optimizer": optimizer, "online_log": log})
-    return result, log.history
+    result.extras["online_history"] = log.history
+    return result
 
 
 def save_generator(path: Any, generator: OneStepGenerator, model_config: dict[str, Any], shape: tuple[int, ...],

@@ -12,7 +12,7 @@ as in the paper. The shared trainer adds AdamW, warmup, clipping, EMA, NaN check
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,12 +21,14 @@ from ..artifacts import load_checkpoint, save_checkpoint
 from ..errors import require_number, require_velocity
 from ..flow import (
     TrainConfig,
+    TrainData,
     TrainResult,
     check_training_args,
     data_identity,
     identity,
     linear_path,
     rebuild_net,
+    require_data,
     train,
 )
 from ..models import VelocityRefiner
@@ -57,31 +59,34 @@ def refiner_val_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_ma
     return sum(losses) / len(losses)
 
 
-def train_refiner(teacher: Velocity, refiner: nn.Module, sample_batch: Callable[[int, torch.Generator], Tensor],
-                  batch_size: int, delta_max: float, config: TrainConfig, ckpt_dir: str | Path | None = None, *,
-                  run_config: dict | None = None, progress: bool = True, heldout: Tensor | None = None) -> TrainResult:
-    """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `sample_batch(n, generator)`.
+def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData, config: TrainConfig, *, delta_max: float,
+                  ckpt_dir: str | Path | None = None, progress: bool = True, run_config: dict | None = None) -> TrainResult:
+    """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `data.source(n, generator)`.
 
-    With `heldout` data and `config.val_every`, training stops at the plateau of `refiner_val_loss` on it (or at the
-    cap `config.steps`) and the best EMA refiner is returned.
+    With `data.heldout` and `config.val_every`, training stops at the plateau of `refiner_val_loss` on the held-out
+    data (or at the cap `config.steps`) and the best EMA refiner is returned.
 
     Args:
-        teacher: v(x, t); refiner: a `VelocityRefiner`; sample_batch: draws n data points; batch_size;
-        delta_max: the largest time step it is trained for; config: a `TrainConfig`; ckpt_dir: resume folder.
+        teacher: v(x, t); refiner: a `VelocityRefiner`; data: a `TrainData` of a data sampler (and held-out data);
+        config: a `TrainConfig`; delta_max: the largest time step it is trained for; ckpt_dir: resume folder;
+        run_config: what else decides the result (part of the resume fingerprint).
 
     Returns:
         A `TrainResult` (its `ema_model` is the refiner to sample with).
 
-    >>> from flowlib import TrainConfig, VelocityRefiner, ring_mixture
+    >>> from flowlib import TrainConfig, TrainData, VelocityRefiner, ring_mixture
     >>> from flowlib.data import load_dataset
     >>> ring = load_dataset("8gaussians", n_toy=256)
     >>> r = VelocityRefiner((2,), {"arch": "mlp", "hidden": 16, "depth": 2})
-    >>> train_refiner(ring_mixture(), r, ring.sample_batch, 32, 0.5, TrainConfig(steps=3, warmup=0), progress=False).steps
+    >>> train_refiner(ring_mixture(), r, TrainData(ring.sample_batch, 32), TrainConfig(steps=3, warmup=0),
+    ...               delta_max=0.5, progress=False).steps
     3
     """
-    check_training_args(refiner, config, batch_size, "refiner")
+    check_training_args(refiner, config, "refiner")
     require_velocity("teacher", teacher)
+    require_data(data, "train_refiner", "a data sampler sample(n, generator)", callable)
     require_number("delta_max", delta_max, 0, 1, low_open=True)
+    sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
     run = {"delta_max": delta_max, "batch": batch_size, "teacher": identity(teacher), "data": data_identity(sample_batch),
            "heldout": identity(heldout) if heldout is not None else None, **(run_config or {})}
     teacher_field = CountingVelocity(teacher, name="the teacher (refiner training)")

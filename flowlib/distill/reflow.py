@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError
-from ..flow import TrainConfig, TrainResult, linear_path, train, trainable_copy
+from ..flow import TrainConfig, TrainData, TrainResult, linear_path, require_data, train, trainable_copy
 
 
 def reflow_times(n: int, generator: torch.Generator, k: int | None = None, eps: float = 1e-3) -> Tensor:
@@ -32,17 +32,37 @@ def reflow_loss(net: nn.Module, z: Tensor, x1: Tensor, batch_size: int, generato
     return (net(xt, t) - target).pow(2).mean()
 
 
-def reflow(teacher: nn.Module, z: Tensor, x1: Tensor, config: TrainConfig, batch_size: int, *,
-           k: int | None = None, eps: float = 1e-3, start: nn.Module | None = None,
-           progress: bool = True, validate: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, TrainResult]:
-    """Finetune a copy of `teacher` (or of `start`) on the coupling; returns the EMA student and the training result.
+def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData, config: TrainConfig, *,
+           k: int | None = None, eps: float = 1e-3, progress: bool = True,
+           validate: Callable[[nn.Module], float] | None = None) -> TrainResult:
+    """Finetune a copy of `student` (None: of the teacher) on the coupling `data.source = (z, x1)`.
 
-    `validate(student) -> score` (lower is better) drives the trainer's stopping rule (`config.val_every`)."""
-    student = trainable_copy(teacher, start)
+    `validate(student) -> score` (lower is better) drives the trainer's stopping rule (`config.val_every`).
+
+    Args:
+        teacher: the pretrained velocity net; student: the network to finetune (None: a copy of the teacher);
+        data: a `TrainData` of the coupling (noise z, the teacher's samples x1 from it); config: a `TrainConfig`;
+        k: Distill-k-Reflow's number of times (None: Uniform-Reflow); eps: the smallest time.
+
+    Returns:
+        A `TrainResult` whose `ema_model` is the student (eval mode, gradients off).
+
+    >>> from flowlib import TrainConfig, TrainData, build_model
+    >>> teacher = build_model((2,), {"arch": "mlp", "hidden": 16, "depth": 2}).eval()
+    >>> z = torch.randn(32, 2)
+    >>> reflow(teacher, None, TrainData((z, z + 1), 16), TrainConfig(steps=2, warmup=0), k=2, progress=False).steps
+    2
+    """
+    require_data(data, "reflow", "the coupling (z, x1) of two tensors of one shape",
+                 lambda s: isinstance(s, tuple) and len(s) == 2 and all(isinstance(t, Tensor) for t in s)
+                 and s[0].shape == s[1].shape)
+    (z, x1), batch_size = data.source, data.batch_size
+    student = trainable_copy(teacher, student)
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return reflow_loss(net, z, x1, batch_size, generator, k, eps)
 
     result = train(student, loss_fn, config, progress=progress, desc="uniform-reflow" if k is None else f"distill-{k}-reflow",
                    validate=validate)
-    return result.ema_model.eval().requires_grad_(False), result
+    result.ema_model = result.ema_model.eval().requires_grad_(False)
+    return result

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
 from ..claims import ClaimSpec, Evidence, Finding, case, check, paper_claims, ratio, unconverged
 from ..config import Params
-from ..distill.bespoke import DenseTrajectories, dense_ground_truth, save_bespoke, train_bespoke
-from ..flow import count_flops
+from ..distill.bespoke import DenseTrajectories, bespoke_config, dense_ground_truth, save_bespoke, train_bespoke
+from ..flow import TrainData, count_flops
 from ..layout import bespoke_name
 from ..metrics import rmse
 from ..solvers import ODESampler
@@ -76,11 +76,12 @@ def train_solvers(params: Params, ctx: TeacherContext, gt: dict[str, Any], progr
     out = {}
     for base, nfe in tqdm(budgets(params), desc=f"bespoke {ctx.name}", disable=not progress):
         solver = BespokeSolver(base, nfe // BASES[base])
-        result = train_bespoke(solver, ctx.model, gt["pool"], gt["val_noise"], gt["val_target"], iterations=bp.iterations,
-                               batch_size=bp.batch_size, lr=bp.lr, l_tau=bp.l_tau, val_every=bp.val_every,
-                               patience=bp.patience, rel_tol=bp.rel_tol, seed=bp.seed + nfe, progress=progress)
-        save_bespoke(params.layout.bespoke_solver(ctx.name, base, nfe), result.solver, teacher=ctx.name,
-                     nfe=nfe, best_iteration=result.best_iteration, best_val_rmse=result.best_val_rmse,
+        data = TrainData(gt["pool"], bp.batch_size, heldout=(gt["val_noise"], gt["val_target"]))
+        config = bespoke_config(bp.iterations, bp.lr, val_every=bp.val_every, patience=bp.patience, rel_tol=bp.rel_tol,
+                                seed=bp.seed + nfe)
+        result = train_bespoke(ctx.model, solver, data, config, l_tau=bp.l_tau, progress=progress)
+        save_bespoke(params.layout.bespoke_solver(ctx.name, base, nfe), result.ema_model, teacher=ctx.name,
+                     nfe=nfe, best_iteration=result.best_step, best_val_rmse=result.best_value,
                      seconds=result.seconds, selected_by=SELECTION, steps=result.steps, converged=result.converged)
         out[(base, nfe)] = result
     return out
@@ -93,15 +94,15 @@ def solver_rows(params: Params, ctx: TeacherContext, results: dict[tuple[str, in
     `pool`: the ground-truth pool (its `seconds` and `flops` count in every solver's training cost)."""
     rows = []
     for (base, _), res in results.items():
-        n_params = res.solver.num_parameters()
-        row = ctx.evaluate(BespokeSampler(ctx.model, res.solver), method="bespoke", extra_params=n_params,
+        n_params = res.ema_model.num_parameters()
+        row = ctx.evaluate(BespokeSampler(ctx.model, res.ema_model), method="bespoke", extra_params=n_params,
                            train_seconds=res.seconds)
         rows.append({**row, **training_columns(res), "base": base, "trained_params": n_params,
-                     "best_iteration": res.best_iteration, "selected_by": SELECTION, "pool_seconds": pool["seconds"],
+                     "best_iteration": res.best_step, "selected_by": SELECTION, "pool_seconds": pool["seconds"],
                      "pool_flops": pool["flops"],
                      "train_fraction": ratio(res.seconds + pool["seconds"], ctx.train_seconds),
                      "flop_fraction": ratio(res.flops + pool["flops"], ctx.train_flops)})
-        cosine = BespokeSolver.from_transform(base, res.solver.n, cosine_transform)  # same cost: timed once
+        cosine = BespokeSolver.from_transform(base, res.ema_model.n, cosine_transform)  # same cost: timed once
         row = ctx.evaluate(BespokeSampler(ctx.model, cosine, name=f"cosine-{base}"), method="bespoke")
         rows.append({**row, "base": base, "trained_params": 0})
     return rows
@@ -117,7 +118,7 @@ def comparison_rows(params: Params, bespoke: pd.DataFrame, baselines: pd.DataFra
 
 def learned_values(results: dict[tuple[str, int], Any]) -> pd.DataFrame:
     """Long table of the learned t_r and s_r (base, NFE, r, t, s) for the figure."""
-    frames = [pd.DataFrame({**res.solver.describe(), "base": base, "NFE": nfe}) for (base, nfe), res in results.items()]
+    frames = [pd.DataFrame({**res.ema_model.describe(), "base": base, "NFE": nfe}) for (base, nfe), res in results.items()]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -147,8 +148,8 @@ def order_check(ctx: TeacherContext, results: dict[tuple[str, int], Any], nfe: i
             continue
         part = []
         for m in refinements[base]:
-            fine = BespokeSampler(ctx.model, BespokeSolver.from_transform(base, res.solver.n * m,
-                                                                          piecewise_linear_transform(res.solver)))
+            fine = BespokeSampler(ctx.model, BespokeSolver.from_transform(base, res.ema_model.n * m,
+                                                                          piecewise_linear_transform(res.ema_model)))
             ref = ODESampler.uniform(ctx.model, fine.nfe, BESPOKE_BASE_METHOD[base])
             part.append({"base": base, "from_nfe": k, "refinement": m, "nfe": fine.nfe,
                          "rmse_to_gt": rmse(fine(noise), truth), "base_rmse": rmse(ref(noise), truth)})
@@ -161,7 +162,7 @@ def order_check(ctx: TeacherContext, results: dict[tuple[str, int], Any], nfe: i
 def paired_rmse(ctx: TeacherContext, results: dict[tuple[str, int], Any], sigmas: float) -> dict[tuple[str, int], str]:
     """compare_paired of each solver's per-sample RMSE against its base solver's, on (the first `PAIRED_SAMPLES`
     of) the evaluation noise."""
-    return {(base, nfe): ctx.paired_rmse(BespokeSampler(ctx.model, res.solver),
+    return {(base, nfe): ctx.paired_rmse(BespokeSampler(ctx.model, res.ema_model),
                                          ODESampler.uniform(ctx.model, nfe, BESPOKE_BASE_METHOD[base]), sigmas)
             for (base, nfe), res in results.items()}
 

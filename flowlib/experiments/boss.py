@@ -18,7 +18,7 @@ from ..claims import ClaimSpec, Evidence, Finding, both, case, check, paper_clai
 from ..config import Params
 from ..distill import reflow, straighten, straightening_pairs
 from ..distill.validation import euler_rmse
-from ..flow import TrainResult, count_flops, save_velocity_model
+from ..flow import TrainData, TrainResult, count_flops, save_velocity_model
 from ..layout import BOSS_FULL, boss_lora
 from ..models import count_parameters
 from ..solvers import AdaptiveSampler, ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
@@ -106,24 +106,28 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
         path = grids["paths"][k]
         pairs = straightening_pairs(rollout, path)
         score = euler_rmse([times[path]], val_noise, val_target)
-        full, res, trained = straighten(ctx.model, pairs, bp.train, bp.batch_size, progress=progress, validate=score)
-        save(full, lay.boss_student(ctx.name, BOSS_FULL, k))
-        record(full, times[path], "boss", BOSS_FULL, res, trained, k)
+        data = TrainData(pairs, bp.batch_size)
+        res = straighten(ctx.model, None, data, bp.train, progress=progress, validate=score)
+        save(res.ema_model, lay.boss_student(ctx.name, BOSS_FULL, k))
+        record(res.ema_model, times[path], "boss", BOSS_FULL, res, res.extras["trained_params"], k)
         full_steps[k] = res.steps
-        lora, res, trained = straighten(ctx.model, pairs, bp.train, bp.batch_size, lora_rank=bp.lora_rank,
-                                        lora_alpha=bp.lora_alpha, progress=progress, validate=score)
-        save(lora, lay.boss_student(ctx.name, lora_name, k))
-        record(lora, times[path], "boss", lora_name, res, trained, k)
+        res = straighten(ctx.model, None, data, bp.train, lora_rank=bp.lora_rank, lora_alpha=bp.lora_alpha,
+                         progress=progress, validate=score)
+        save(res.ema_model, lay.boss_student(ctx.name, lora_name, k))
+        record(res.ema_model, times[path], "boss", lora_name, res, res.extras["trained_params"], k)
     # equal iterations (the paper's Table 2): each reflow gets at most the steps of BOSS's full finetune at its K
     uniform_config = bp.train.model_copy(update={"steps": max(full_steps.values())})
     uniform_score = euler_rmse([uniform_grid(k) for k in bp.finetune_k], val_noise, val_target)
-    uniform_model, uniform_result = reflow(ctx.model, z, x1, uniform_config, bp.batch_size, eps=bp.reflow_eps,
-                                           progress=progress, validate=uniform_score)
+    coupling = TrainData((z, x1), bp.batch_size)
+    uniform_result = reflow(ctx.model, None, coupling, uniform_config, eps=bp.reflow_eps, progress=progress,
+                            validate=uniform_score)
+    uniform_model = uniform_result.ema_model
     save(uniform_model, lay.boss_reflow(ctx.name, "uniform-reflow"))
     for k in bp.finetune_k:
         config = bp.train.model_copy(update={"steps": full_steps[k]})
-        distill, res = reflow(ctx.model, z, x1, config, bp.batch_size, k=k, eps=bp.reflow_eps, progress=progress,
-                              validate=euler_rmse([uniform_grid(k)], val_noise, val_target))
+        res = reflow(ctx.model, None, coupling, config, k=k, eps=bp.reflow_eps, progress=progress,
+                     validate=euler_rmse([uniform_grid(k)], val_noise, val_target))
+        distill = res.ema_model
         save(distill, lay.boss_student(ctx.name, f"distill-{k}-reflow", k))
         record(distill, uniform_grid(k), "reflow", f"distill-{k}-reflow", res, n_params, k)
         record(uniform_model, uniform_grid(k), "reflow", "uniform-reflow", uniform_result, n_params, k)

@@ -57,8 +57,8 @@ def combo_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> tu
     gt = ground_truth_pool(local, own, progress=progress)
     res = train_solvers(local, own, gt, progress=progress)[("rk2", k)]
     rows = []
-    sampler = BespokeSampler(net, res.solver, name="boss+bespoke-rk2")
-    row = ctx.evaluate(sampler, method="boss+bespoke", extra_params=res.solver.num_parameters(),
+    sampler = BespokeSampler(net, res.ema_model, name="boss+bespoke-rk2")
+    row = ctx.evaluate(sampler, method="boss+bespoke", extra_params=res.ema_model.num_parameters(),
                        train_seconds=res.seconds + gt["seconds"])
     rows.append({**row, "parts": f"{BOSS_FULL};bespoke-rk2", "boss_k": k, **training_columns(res),
                  "train_flops": res.flops + gt["flops"]})  # the solver's own ground-truth pool counts in its cost

@@ -18,7 +18,7 @@ from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import Dataset, digits_labels, exact_mixture, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
-from ..flow import load_velocity_model, save_velocity_model, train_teacher
+from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
     FID,
     ClassifierFeatures,
@@ -137,9 +137,9 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(dataset.shape, tp.model_dict)
     out = params.layout.stage("teachers", name)  # also the resume folder (last.pt)
-    result = train_teacher(model, dataset.sample_batch, tp.batch_size, tp.train, out,
-                           run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
-                           progress=progress, heldout=dataset.heldout[:TEACHER_VAL])
+    result = train_teacher(model, TrainData(dataset.sample_batch, tp.batch_size, dataset.heldout[:TEACHER_VAL]), tp.train,
+                           ckpt_dir=out, run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
+                           progress=progress)
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,
             "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged}

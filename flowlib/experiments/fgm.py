@@ -19,6 +19,7 @@ from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, tr
 from ..distill.reflow import reflow
 from ..errors import ArgumentError
 from ..evaluate import lookup
+from ..flow import TrainData
 from ..layout import fgm_label
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
@@ -82,16 +83,16 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     else:
         raise ArgumentError(f"init must be 'teacher' or 'random', got {init!r}.")
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
-    result, online = train_fgm(ctx.model, generator, ctx.dataset.shape, fp.batch_size, fp.train, online_lr=fp.online_lr,
-                               l1_weight=l1_weight, online=student_start(params, ctx),
-                               ckpt_dir=params.layout.stage("fgm", ctx.name) / label,
-                               run_config={"teacher": ctx.name, "init": init}, progress=progress,
-                               validate=lambda g: val_distance(ctx, g, val_noise))
+    result = train_fgm(ctx.model, generator, TrainData(ctx.dataset.shape, fp.batch_size), fp.train, online_lr=fp.online_lr,
+                       l1_weight=l1_weight, online=student_start(params, ctx),
+                       ckpt_dir=params.layout.stage("fgm", ctx.name) / label,
+                       run_config={"teacher": ctx.name, "init": init}, progress=progress,
+                       validate=lambda g: val_distance(ctx, g, val_noise))
     save_generator(params.layout.fgm_run(ctx.name, label), result.ema_model, tp.student_dict,
                    ctx.dataset.shape, teacher=ctx.name, steps=result.steps, init=init, seconds=result.seconds,
                    converged=result.converged, l1_weight=l1_weight, val_distance=result.best_value)
     return FGMRun(label, t_star, init, l1_weight, result.ema_model, result.seconds, result.steps, result.converged,
-                  result.best_step, result.flops, result.history, online, result.val_history)
+                  result.best_step, result.flops, result.history, result.extras["online_history"], result.val_history)
 
 
 def seeded_student(params: Params, ctx: TeacherContext, seed: int) -> nn.Module:
@@ -144,9 +145,10 @@ def reflow_baseline(params: Params, ctx: TeacherContext, steps: int, progress: b
     pairs_seconds = time.perf_counter() - start
     noise = validation_noise(params, ctx)
     config = fp.train.model_copy(update={"steps": steps})
-    student, result = reflow(ctx.model, z, x1, config, fp.batch_size, k=1, eps=params.boss.reflow_eps,
-                             start=student_start(params, ctx), progress=progress,
-                             validate=lambda m: float(ctx.reference.metric(ODESampler(m, [0.0, 1.0], "euler")(noise))))
+    result = reflow(ctx.model, student_start(params, ctx), TrainData((z, x1), fp.batch_size), config, k=1,
+                    eps=params.boss.reflow_eps, progress=progress,
+                    validate=lambda m: float(ctx.reference.metric(ODESampler(m, [0.0, 1.0], "euler")(noise))))
+    student = result.ema_model
     return student, result.seconds + pairs_seconds, result
 
 

@@ -18,7 +18,7 @@ from ..claims import ClaimSpec, Evidence, Finding, check, compare, paper_claims,
 from ..config import Params
 from ..distill.flowturbo import load_refiner, save_refiner, train_refiner
 from ..evaluate import headline_metrics, sampler_latency
-from ..flow import count_flops
+from ..flow import TrainData, count_flops
 from ..metrics import median_latency, wall_time
 from ..models import VelocityRefiner, count_parameters
 from ..solvers.flowturbo import FlowTurboSampler, Schedule, compiled_steps
@@ -50,9 +50,9 @@ def fit_refiner(params: Params, ctx: TeacherContext, progress: bool = True) -> d
     torch.manual_seed(fp.train.seed)
     refiner = VelocityRefiner(ctx.dataset.shape, config)
     out, path = params.layout.stage("flowturbo", ctx.name), params.layout.refiner(ctx.name)
-    result = train_refiner(ctx.model, refiner, ctx.dataset.sample_batch, fp.batch_size, fp.delta_max, fp.train, out,
-                           run_config={"refiner": config, "teacher": ctx.name}, progress=progress,
-                           heldout=ctx.dataset.heldout[:TEACHER_VAL])
+    data = TrainData(ctx.dataset.sample_batch, fp.batch_size, ctx.dataset.heldout[:TEACHER_VAL])
+    result = train_refiner(ctx.model, refiner, data, fp.train, delta_max=fp.delta_max, ckpt_dir=out,
+                           run_config={"refiner": config, "teacher": ctx.name}, progress=progress)
     n_ref, n_teacher = count_parameters(refiner), count_parameters(ctx.model)
     info = {"params": n_ref, "teacher_params": n_teacher, "param_ratio": ratio(n_ref, n_teacher), "train_seconds": result.seconds,
             "train_fraction": ratio(result.seconds, ctx.train_seconds), "flop_fraction": ratio(result.flops, ctx.train_flops),
