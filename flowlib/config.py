@@ -1,9 +1,10 @@
 """The one place that reads `params.yaml`: a declared schema, smoke settings and profiles.
 
 The structure of the parameter file is declared once, as typed pydantic models (`ParamsFile` and its
-sections): every key has a type and a range or a list of choices, unknown keys are rejected at every level,
-and a few cross-field rules (K <= N, n_eval <= held-out size, a UNet needs images) are checked after the
-types. `load_params` reports **all** problems at once, one line each, `key.path: given → expected`.
+sections, listed once in `SECTIONS`): every key has a type and a range or a list of choices, unknown keys are
+rejected at every level, lists whose entries must differ say so (`uniqueItems`), and each section carries the
+rules that tie its keys together (`Section.rules`: K <= N, n_eval <= held-out size, a UNet needs images),
+checked after the types. `load_params` reports **all** problems at once, one line each, `key.path: given → expected`.
 
 - Smoke mode (`FLOWLIB_SMOKE=1`, set by the test command) applies the file's `smoke:` overrides (checked by
   the same schema) and sends every artefact to `$FLOWLIB_SMOKE_DIR`, so nbval never touches the reports.
@@ -37,6 +38,7 @@ from .solvers.flowturbo import Schedule, ScheduleError
 SCHEMA_FILE = "params.schema.json"
 
 PositiveInt = Annotated[int, Field(ge=1, strict=True)]  # strict: `true` or 2.5 is not a count
+UNIQUE = {"uniqueItems": True}  # json_schema_extra of a list whose entries must differ (JSON Schema: editors check it too)
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 SolverName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
@@ -52,9 +54,38 @@ class ConfigError(FlowlibError, ValueError):
 
 
 class Section(BaseModel):
-    """A block of params.yaml: unknown keys are errors, not silently ignored; numbers must be finite (no .inf/.nan)."""
+    """A block of params.yaml: unknown keys are errors, not silently ignored; numbers must be finite (no .inf/.nan).
+
+    A section declares its own rules: types and ranges on its fields, `json_schema_extra=UNIQUE` on a list whose
+    entries must differ, and `rules(pf)` for what ties its keys together or to other sections (checked once every key
+    has its type, so each rule can trust the types)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        """Problems of this section that its field types cannot express (none by default)."""
+        return []
+
+    def unique_problems(self, section: str) -> list["Problem"]:
+        """A repeated entry in a list declared unique."""
+        out = []
+        for key, info in type(self).model_fields.items():
+            values = getattr(self, key)
+            if (info.json_schema_extra or {}).get("uniqueItems") and isinstance(values, list):
+                out += [_problem((section, key, i), f"{value!r} again → each entry once (a repeated entry would run "
+                                 "twice and write duplicate rows)") for i, value in enumerate(values) if value in values[:i]]
+        return out
+
+
+def trains_to_plateau(section: str, tc: TrainConfig) -> list["Problem"]:
+    """Every learned component trains to its validation plateau: `val_every` set, and at most the cap."""
+    if tc.val_every is None:
+        return [_problem((section, "train", "val_every"), "missing → steps between validations (e.g. 100): every learned "
+                         "component trains to its validation plateau")]
+    if tc.val_every > tc.steps:
+        return [_problem((section, "train", "val_every"), f"{tc.val_every} → at most {section}.train.steps = {tc.steps} "
+                         "(the cap)")]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -74,8 +105,8 @@ class DataParams(Section):
 
 
 class EvalParams(Section):
-    nfes: list[PositiveInt] = Field([1, 2, 4, 6, 8, 10, 16, 32], min_length=1)
-    methods: list[SolverName] = Field(list(METHODS), min_length=1)
+    nfes: list[PositiveInt] = Field([1, 2, 4, 6, 8, 10, 16, 32], min_length=1, json_schema_extra=UNIQUE)
+    methods: list[SolverName] = Field(list(METHODS), min_length=1, json_schema_extra=UNIQUE)
     gt_rtol: PositiveFloat = Field(1e-5, description="adaptive dopri5 ground truth")
     gt_atol: PositiveFloat = 1e-5
     seed: NonNegativeInt = Field(1234, description="evaluation noise, shared by all samplers")
@@ -89,6 +120,21 @@ class EvalParams(Section):
     bootstrap: NonNegativeInt = Field(10, description="bootstrap resamples behind each noise band (0: no band)")
     band_sigmas: PositiveFloat = Field(2.0, description="a difference counts when it exceeds this many standard "
                                        "deviations of the difference")
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """The three evaluation draws, which must be independent (and other stages' seeds must differ from them)."""
+        return {"eval.seed": self.seed, "eval.reference_seed": self.reference_seed, "eval.distance_seed": self.distance_seed}
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = []
+        if self.bootstrap == 1:
+            out.append(_problem(("eval", "bootstrap"), "1 → 0 (no noise band) or at least 2 (a standard deviation needs "
+                                "two resamples; with one it is NaN and every gap would count as a win)"))
+        if len(set(self.seeds.values())) < len(self.seeds):
+            out.append(_problem(("eval", "distance_seed"), f"{self.seeds} → three different seeds (the reference, the "
+                                "samplers' distance noise and the evaluation noise must be independent draws)"))
+        return out
 
 
 class MLPConfig(Section):
@@ -136,6 +182,23 @@ class TeacherParams(Section):
         """A closed-form teacher: nothing to train, no weights to finetune."""
         return self.model.arch == "mixture"
 
+    def teacher_rules(self, pf: "ParamsFile", name: str) -> list["Problem"]:
+        """The rules of the teacher called `name` (its dataset decides what it may be)."""
+        out, where = [], ("teachers", name)
+        held = heldout_size(self.dataset, pf.data.heldout_fraction, pf.data.n_toy)
+        if self.n_eval > held:
+            out.append(_problem((*where, "n_eval"), f"{self.n_eval} → at most {held}, the held-out size of {self.dataset} "
+                                "(samples and real data are scored at the same size)"))
+        if self.exact and self.dataset not in MIXTURE_DATASETS:
+            out.append(_problem((*where, "model", "arch"), f"'mixture' → 'mlp': {self.dataset!r} has no closed-form "
+                                f"mixture (exact teachers exist for {sorted(MIXTURE_DATASETS)})"))
+        if self.exact and self.student is None:
+            out.append(_problem((*where, "student"), "missing → a network config (e.g. {arch: mlp, hidden: 128, depth: 3}) "
+                                "for the methods that train a copy of the teacher"))
+        if self.model.arch == "unet" and self.dataset not in IMAGE_DATASETS:
+            out.append(_problem((*where, "model", "arch"), f"'unet' → 'mlp' for the 2-D dataset {self.dataset!r}"))
+        return out
+
     @property
     def model_dict(self) -> dict[str, Any]:
         """The model config as the plain dict `build_model` and checkpoints take."""
@@ -152,8 +215,9 @@ class BossParams(Section):
 
     n_fine: PositiveInt = Field(100, description="fine uniform Euler grid N = K_max (paper: 100)")
     n_cost: PositiveInt = Field(100, description="noise samples for the cost matrix (paper: 100)")
-    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10], min_length=1, description="Bellman grids evaluated")
-    finetune_k: list[PositiveInt] = Field([4, 6], description="K of the straightening finetunes")
+    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10], min_length=1, description="Bellman grids evaluated",
+                                    json_schema_extra=UNIQUE)
+    finetune_k: list[PositiveInt] = Field([4, 6], description="K of the straightening finetunes", json_schema_extra=UNIQUE)
     n_pairs: PositiveInt = Field(2000, description="teacher trajectories for the pairs (paper: 5000)")
     n_val: PositiveInt = Field(256, description="held-out noises whose RMSE to the ground truth drives the stopping rule")
     batch_size: PositiveInt = 64
@@ -164,13 +228,21 @@ class BossParams(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="every finetune: its cap (steps) and stopping "
                                "rule (val_every, patience, rel_tol); the reflows get at most BOSS's steps (equal iterations)")
 
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = trains_to_plateau("boss", self.train)
+        for key in ("nfes", "finetune_k"):
+            out += [_problem(("boss", key, i), f"{k} → at most boss.n_fine = {self.n_fine} (K jumps on the fine grid)")
+                    for i, k in enumerate(getattr(self, key)) if k > self.n_fine]
+        return out
+
 
 class BespokeParams(Section):
     """Bespoke solvers: one learned RK1/RK2 scale-time solver per (base, NFE), trained on the teacher's paths."""
 
-    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16, 20], min_length=1,
+    nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16, 20], min_length=1, json_schema_extra=UNIQUE,
                                     description="NFE budgets (RK2 takes the even ones: 2 NFE per step)")
-    bases: list[Literal["rk1", "rk2"]] = Field(["rk1", "rk2"], min_length=1, description="base solvers")
+    bases: list[Literal["rk1", "rk2"]] = Field(["rk1", "rk2"], min_length=1, description="base solvers",
+                                               json_schema_extra=UNIQUE)
     pool: PositiveInt = Field(1024, description="training noises whose dense ground truth is solved once")
     val: PositiveInt = Field(256, description="held-out validation noises (checkpoint choice by RMSE)")
     grid: int = Field(101, ge=2, description="time points of the dense ground truth (cubic Hermite in between)")
@@ -184,6 +256,19 @@ class BespokeParams(Section):
     rel_tol: float = Field(0.01, ge=0, lt=1, description="relative validation gain that counts as progress")
     seed: NonNegativeInt = 11
 
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = []
+        for base in self.bases:
+            stages = 2 if base == "rk2" else 1
+            if not any(n % stages == 0 for n in self.nfes):
+                out.append(_problem(("bespoke", "nfes"), f"{self.nfes} → at least one NFE that {base} can spend ({base} "
+                                    f"takes {stages} NFE per step{': an even NFE' if stages == 2 else ''}); as written "
+                                    f"the stage would train no {base} solver"))
+        if self.seed in pf.eval.seeds.values():
+            out.append(_problem(("bespoke", "seed"), f"{self.seed} → a seed none of {pf.eval.seeds} uses (the Bespoke "
+                                "training noise must not be the evaluation or reference noise)"))
+        return out
+
 
 DEFAULT_SCHEDULES = ["H1P2", "H1P4", "H1P8", "H1P2R2", "H1P4R2", "H1P8R3", "H3R2", "H2P2R2", "H1P1R1H1P1R1"]
 
@@ -195,45 +280,99 @@ class FlowTurboParams(Section):
     delta_max: float = Field(0.15, gt=0, le=1, description="Δ ~ U(0, delta_max) per batch in training (paper: 0.12)")
     batch_size: PositiveInt = 128
     train: TrainConfig = Field(default_factory=TrainConfig)
-    schedules: list[str] = Field(DEFAULT_SCHEDULES, min_length=1, description="H/P/R schedules, e.g. H1P4R2")
+    schedules: list[str] = Field(DEFAULT_SCHEDULES, min_length=1, description="H/P/R schedules, e.g. H1P4R2",
+                                 json_schema_extra=UNIQUE)
     compile: bool | list[str] = Field(True, description="also time every sampler compiled with torch.compile: true, "
-                                      "false, or the teachers to compile for")
+                                      "false, or the teachers to compile for", json_schema_extra=UNIQUE)
 
     def compiles(self, teacher: str) -> bool:
         """Whether the compiled samplers run for `teacher`."""
         return self.compile if isinstance(self.compile, bool) else teacher in self.compile
-    latency_batches: list[PositiveInt] = Field([1, 8, 64], min_length=1, description="batch sizes of the latency table")
-    heun_nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16], min_length=1,
+    latency_batches: list[PositiveInt] = Field([1, 8, 64], min_length=1, description="batch sizes of the latency table",
+                                               json_schema_extra=UNIQUE)
+    heun_nfes: list[PositiveInt] = Field([2, 4, 6, 8, 10, 16], min_length=1, json_schema_extra=UNIQUE,
                                          description="Heun's NFEs on the latency table (its curve for the acceleration ratio)")
     latency_repeats: PositiveInt = Field(11, description="timed runs per latency cell (the median is kept)")
     ratio_batch: PositiveInt = Field(8, description="the batch size whose latency the acceleration ratio uses")
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = trains_to_plateau("flowturbo", self.train)
+        for i, text in enumerate(self.schedules):
+            try:
+                Schedule.parse(text)
+            except ScheduleError as exc:
+                out.append(_problem(("flowturbo", "schedules", i), f"{text!r} → {exc}"))
+        out += [_problem(("flowturbo", "heun_nfes", i), f"{n} → an even NFE of eval.nfes {pf.eval.nfes} (Heun's quality "
+                         "comes from the baselines stage)") for i, n in enumerate(self.heun_nfes)
+                if n % 2 or n not in pf.eval.nfes]
+        if self.ratio_batch not in self.latency_batches:
+            out.append(_problem(("flowturbo", "ratio_batch"), f"{self.ratio_batch} → one of flowturbo.latency_batches "
+                                f"{self.latency_batches}"))
+        out += [_problem(("flowturbo", "refiners", name), f"unknown teacher → one of {sorted(pf.teachers)}")
+                for name in self.refiners if name not in pf.teachers]
+        out += [_problem(("flowturbo", "compile", i), f"{name!r} → one of {sorted(pf.teachers)}")
+                for i, name in enumerate([] if isinstance(self.compile, bool) else self.compile) if name not in pf.teachers]
+        for name, tp in pf.teachers.items():
+            if name not in self.refiners:
+                out.append(_problem(("flowturbo", "refiners"), f"no refiner for teacher {name!r} → add "
+                                    f"flowturbo.refiners.{name}, e.g. {{arch: mlp, hidden: 64, depth: 3}}"))
+            elif self.refiners[name].arch == "unet" and tp.dataset not in IMAGE_DATASETS:
+                out.append(_problem(("flowturbo", "refiners", name, "arch"), f"'unet' → 'mlp' for the 2-D dataset "
+                                    f"{tp.dataset!r}"))
+        return out
 
 
 class FGMParams(Section):
     """Flow Generator Matching: one-step generators distilled from each teacher, a t* sweep, one-step baselines."""
 
-    t_stars: list[float] = Field([0.0, 0.1, 0.2], min_length=1, description="generator times t* in [0, 1) to sweep")
+    t_stars: list[float] = Field([0.0, 0.1, 0.2], min_length=1, description="generator times t* in [0, 1) to sweep",
+                                 json_schema_extra=UNIQUE)
     batch_size: PositiveInt = 128
     train: TrainConfig = Field(default_factory=TrainConfig, description="every generator run: its cap (steps) and "
                                "stopping rule (val_every, patience, rel_tol) on the validation distance")
     online_lr: PositiveFloat | None = Field(None, description="the online model's lr (None: train.lr)")
     l1_weights: list[Annotated[float, Field(ge=0)]] = Field(
-        [0.0, 1.0], min_length=1, description="λ in λ L1 + L2: the t* sweep uses the first (paper: 0, L2 only), the best "
-        "t* is rerun with each other one (1: the exact gradient); the headline is chosen on validation")
+        [0.0, 1.0], min_length=1, json_schema_extra=UNIQUE, description="λ in λ L1 + L2: the t* sweep uses the first "
+        "(paper: 0, L2 only), the best t* is rerun with each other one (1: the exact gradient); the headline is chosen on "
+        "validation")
     n_val: PositiveInt = Field(1000, description="validation noises that choose t* and λ (never the evaluation noise)")
     n_pairs: PositiveInt = Field(2000, description="(noise, teacher sample) pairs of the one-step reflow baseline")
     seed: NonNegativeInt = 21
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = trains_to_plateau("fgm", self.train)
+        out += [_problem(("fgm", "t_stars", i), f"{t} → a time in [0, 1) (g(z) = z + (1 − t*) f(z, t*))")
+                for i, t in enumerate(self.t_stars) if not 0.0 <= t < 1.0]
+        if self.seed in pf.eval.seeds.values():
+            out.append(_problem(("fgm", "seed"), f"{self.seed} → a seed none of {pf.eval.seeds} uses (FGM's validation "
+                                "noise must not be the evaluation or reference noise)"))
+        return out
 
 
 class CombosParams(Section):
     """Combinations no paper tried: Bespoke and FlowTurbo on BOSS's straightened network (stage `combos@<teacher>`)."""
 
     teachers: list[str] = Field([], description="trained teachers to run the combinations on (their BOSS stage must "
-                                "finetune at K)")
+                                "finetune at K)", json_schema_extra=UNIQUE)
     k: PositiveInt = Field(6, description="the BOSS network straightened at K steps (one of boss.finetune_k); the "
                            "combinations spend K NFE")
     pool: PositiveInt = Field(256, description="Bespoke's training trajectories of the straightened network")
     val: PositiveInt = Field(64, description="Bespoke's validation noises")
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        out = []
+        for i, name in enumerate(self.teachers):
+            if name not in pf.teachers:
+                out.append(_problem(("combos", "teachers", i), f"{name!r} → one of {sorted(pf.teachers)}"))
+            elif pf.teachers[name].exact:
+                out.append(_problem(("combos", "teachers", i), f"{name!r} → a trained teacher (the exact one has no BOSS "
+                                    "network to build on)"))
+        if self.teachers and self.k not in pf.boss.finetune_k:
+            out.append(_problem(("combos", "k"), f"{self.k} → one of boss.finetune_k {pf.boss.finetune_k} (the "
+                                "combinations start from BOSS's network straightened at K)"))
+        if self.teachers and self.k < 3:
+            out.append(_problem(("combos", "k"), f"{self.k} → at least 3 (FlowTurbo's H1P(K−2) needs a P step)"))
+        return out
 
 
 class ParamsFile(Section):
@@ -250,6 +389,20 @@ class ParamsFile(Section):
     fgm: FGMParams = Field(default_factory=FGMParams)
     combos: CombosParams = Field(default_factory=CombosParams)
     smoke: dict[str, Any] = Field({}, description="overrides of the same keys for FLOWLIB_SMOKE=1 (the tests)")
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        """Every section's rules and each teacher's, in the order of SECTIONS."""
+        out = []
+        for name in SECTIONS:
+            section = getattr(self, name)
+            if isinstance(section, Section):
+                out += section.unique_problems(name) + section.rules(self)
+        for name, tp in self.teachers.items():
+            out += tp.teacher_rules(self, name)
+        return out
+
+
+SECTIONS = ("data", "eval", "teachers", "boss", "bespoke", "flowturbo", "fgm", "combos")  # what Params carries
 
 
 # ------------------------------------------------------------------------------------- what callers get
@@ -386,110 +539,6 @@ def _describe(error: dict[str, Any]) -> Problem:
     return _problem(shown, f"{given} → {expected}")
 
 
-UNIQUE_LISTS = [("eval", "nfes"), ("eval", "methods"), ("boss", "nfes"), ("boss", "finetune_k"), ("bespoke", "nfes"),
-                ("bespoke", "bases"), ("flowturbo", "schedules"), ("flowturbo", "latency_batches"),
-                ("flowturbo", "heun_nfes"), ("flowturbo", "compile"), ("fgm", "t_stars"), ("fgm", "l1_weights"),
-                ("combos", "teachers")]
-
-
-def _cross_field_problems(pf: ParamsFile) -> list[Problem]:
-    """Rules that tie keys together; checked once every key has the right type."""
-    problems = []
-    ev = pf.eval
-    for section, key in UNIQUE_LISTS:
-        values = getattr(getattr(pf, section), key)
-        values = [] if isinstance(values, bool) else values
-        for i, value in enumerate(values):
-            if value in values[:i]:
-                problems.append(_problem((section, key, i), f"{value!r} again → each entry once (a repeated entry "
-                                         "would run twice and write duplicate rows)"))
-    if ev.bootstrap == 1:
-        problems.append(_problem(("eval", "bootstrap"), "1 → 0 (no noise band) or at least 2 (a standard deviation "
-                                 "needs two resamples; with one it is NaN and every gap would count as a win)"))
-    for base in pf.bespoke.bases:
-        stages = 2 if base == "rk2" else 1
-        if not any(n % stages == 0 for n in pf.bespoke.nfes):
-            problems.append(_problem(("bespoke", "nfes"), f"{pf.bespoke.nfes} → at least one NFE that {base} can spend "
-                                     f"({base} takes {stages} NFE per step{': an even NFE' if stages == 2 else ''}); as "
-                                     f"written the stage would train no {base} solver"))
-    seeds = {"eval.seed": ev.seed, "eval.reference_seed": ev.reference_seed, "eval.distance_seed": ev.distance_seed}
-    if len(set(seeds.values())) < len(seeds):
-        problems.append(_problem(("eval", "distance_seed"), f"{seeds} → three different seeds (the reference, the "
-                                 "samplers' distance noise and the evaluation noise must be independent draws)"))
-    for i, name in enumerate(pf.combos.teachers):
-        if name not in pf.teachers:
-            problems.append(_problem(("combos", "teachers", i), f"{name!r} → one of {sorted(pf.teachers)}"))
-        elif pf.teachers[name].exact:
-            problems.append(_problem(("combos", "teachers", i), f"{name!r} → a trained teacher (the exact one has no "
-                                     "BOSS network to build on)"))
-    if pf.combos.teachers and pf.combos.k not in pf.boss.finetune_k:
-        problems.append(_problem(("combos", "k"), f"{pf.combos.k} → one of boss.finetune_k {pf.boss.finetune_k} (the "
-                                 "combinations start from BOSS's network straightened at K)"))
-    if pf.combos.teachers and pf.combos.k < 3:
-        problems.append(_problem(("combos", "k"), f"{pf.combos.k} → at least 3 (FlowTurbo's H1P(K−2) needs a P step)"))
-    for i, t_star in enumerate(pf.fgm.t_stars):
-        if not 0.0 <= t_star < 1.0:
-            problems.append(_problem(("fgm", "t_stars", i), f"{t_star} → a time in [0, 1) (g(z) = z + (1 − t*) f(z, t*))"))
-    if pf.fgm.seed in seeds.values():
-        problems.append(_problem(("fgm", "seed"), f"{pf.fgm.seed} → a seed none of {seeds} uses (FGM's validation noise "
-                                 "must not be the evaluation or reference noise)"))
-    if pf.bespoke.seed in seeds.values():
-        problems.append(_problem(("bespoke", "seed"), f"{pf.bespoke.seed} → a seed none of {seeds} uses (the Bespoke "
-                                 "training noise must not be the evaluation or reference noise)"))
-    for section in ("boss", "flowturbo", "fgm"):
-        tc = getattr(pf, section).train
-        if tc.val_every is None:
-            problems.append(_problem((section, "train", "val_every"), "missing → steps between validations (e.g. 100): "
-                                     "every learned component trains to its validation plateau"))
-        elif tc.val_every > tc.steps:
-            problems.append(_problem((section, "train", "val_every"), f"{tc.val_every} → at most {section}.train.steps = "
-                                     f"{tc.steps} (the cap)"))
-    for key in ("nfes", "finetune_k"):
-        for i, k in enumerate(getattr(pf.boss, key)):
-            if k > pf.boss.n_fine:
-                problems.append(_problem(("boss", key, i), f"{k} → at most boss.n_fine = {pf.boss.n_fine} (K jumps on "
-                                         "the fine grid)"))
-    ft = pf.flowturbo
-    for i, text in enumerate(ft.schedules):
-        try:
-            Schedule.parse(text)
-        except ScheduleError as exc:
-            problems.append(_problem(("flowturbo", "schedules", i), f"{text!r} → {exc}"))
-    for i, n in enumerate(ft.heun_nfes):
-        if n % 2 or n not in ev.nfes:
-            problems.append(_problem(("flowturbo", "heun_nfes", i), f"{n} → an even NFE of eval.nfes {ev.nfes} (Heun's "
-                                     "quality comes from the baselines stage)"))
-    if ft.ratio_batch not in ft.latency_batches:
-        problems.append(_problem(("flowturbo", "ratio_batch"), f"{ft.ratio_batch} → one of flowturbo.latency_batches "
-                                 f"{ft.latency_batches}"))
-    for name in ft.refiners:
-        if name not in pf.teachers:
-            problems.append(_problem(("flowturbo", "refiners", name), f"unknown teacher → one of {sorted(pf.teachers)}"))
-    for i, name in enumerate([] if isinstance(ft.compile, bool) else ft.compile):
-        if name not in pf.teachers:
-            problems.append(_problem(("flowturbo", "compile", i), f"{name!r} → one of {sorted(pf.teachers)}"))
-    for name, tp in pf.teachers.items():
-        if name not in ft.refiners:
-            problems.append(_problem(("flowturbo", "refiners"), f"no refiner for teacher {name!r} → add "
-                                     f"flowturbo.refiners.{name}, e.g. {{arch: mlp, hidden: 64, depth: 3}}"))
-        elif ft.refiners[name].arch == "unet" and tp.dataset not in IMAGE_DATASETS:
-            problems.append(_problem(("flowturbo", "refiners", name, "arch"), f"'unet' → 'mlp' for the 2-D dataset "
-                                     f"{tp.dataset!r}"))
-        held = heldout_size(tp.dataset, pf.data.heldout_fraction, pf.data.n_toy)
-        if tp.n_eval > held:
-            problems.append(_problem(("teachers", name, "n_eval"), f"{tp.n_eval} → at most {held}, the held-out size of "
-                                     f"{tp.dataset} (samples and real data are scored at the same size)"))
-        if tp.exact and tp.dataset not in MIXTURE_DATASETS:
-            problems.append(_problem(("teachers", name, "model", "arch"), f"'mixture' → 'mlp': {tp.dataset!r} has no "
-                                     f"closed-form mixture (exact teachers exist for {sorted(MIXTURE_DATASETS)})"))
-        if tp.exact and tp.student is None:
-            problems.append(_problem(("teachers", name, "student"), "missing → a network config (e.g. {arch: mlp, "
-                                     "hidden: 128, depth: 3}) for the methods that train a copy of the teacher"))
-        if tp.model.arch == "unet" and tp.dataset not in IMAGE_DATASETS:
-            problems.append(_problem(("teachers", name, "model", "arch"), f"'unet' → 'mlp' for the 2-D dataset {tp.dataset!r}"))
-    return problems
-
-
 def _deep_update(base: dict, overrides: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in overrides.items():
@@ -517,7 +566,7 @@ def validate(raw: Any) -> tuple[ParamsFile | None, list[Problem]]:
         pf = ParamsFile.model_validate(raw)
     except ValidationError as exc:
         return None, [_describe(e) for e in _expand(exc.errors())]
-    return pf, _cross_field_problems(pf)
+    return pf, pf.rules(pf)
 
 
 def check_raw(raw: Any, where: str = "params") -> ParamsFile:
@@ -543,8 +592,7 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
         pf = ParamsFile.model_validate(_deep_update(raw, pf.smoke))
     base = smoke_dir if smoke and smoke_dir is not None else root
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
-                  data=pf.data, eval=pf.eval, teachers=pf.teachers, boss=pf.boss, bespoke=pf.bespoke,
-                  flowturbo=pf.flowturbo, fgm=pf.fgm, combos=pf.combos, smoke=smoke)
+                  smoke=smoke, **{name: getattr(pf, name) for name in SECTIONS})
 
 
 def repo_root(start: str | Path | None = None) -> Path:
