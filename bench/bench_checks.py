@@ -10,28 +10,14 @@ Prints a markdown table: median microseconds per sampler call over `repeats` tim
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import pandas as pd
 import torch
+from timing import per_call_us
 
 from flowlib.data import load_dataset
 from flowlib.models import build_model
 from flowlib.solvers import ODESampler, uniform_grid
-
-
-def per_call_us(fn, calls: int, repeats: int) -> float:
-    """Median over `repeats` of the mean microseconds of `fn()` across `calls` calls (after a warm-up)."""
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(times)
 
 
 def main() -> None:

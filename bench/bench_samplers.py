@@ -10,13 +10,13 @@ profile's; 2 threads as on the developers' machine. Prints a markdown table of m
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 from functools import partial
 
 import pandas as pd
 import torch
+from timing import per_call_us
 
 from flowlib.data import load_dataset
 from flowlib.distill.fgm import GeneratorSampler, OneStepGenerator
@@ -26,19 +26,6 @@ from flowlib.solvers.bellman import bellman_sampler
 from flowlib.solvers.bespoke import BespokeSampler, BespokeSolver
 from flowlib.solvers.compiled import CompileFallbackWarning
 from flowlib.solvers.flowturbo import FlowTurboSampler
-
-
-def per_call_us(fn, calls: int, repeats: int) -> float:
-    """Median over `repeats` of the mean microseconds of `fn()` across `calls` calls (after a warm-up)."""
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(times)
 
 
 def samplers(model, refiner, rollout_noise, compiled: bool) -> dict[str, object]:
