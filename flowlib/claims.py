@@ -1,9 +1,11 @@
 """A paper's claims as data: the claim, its criterion, the paper's number, ours, and a computed verdict.
 
 Every method stage writes `reports/claims/<paper>-<teacher>.csv` (and a markdown rendering beside it) with
-`write_claims`; the report's scorecard reads only these files. Verdicts are computed from result rows by the
-paper's experiments module, never typed by hand: `verdict(checks)` turns the per-case outcomes of a criterion
-into `holds` (every case), `partly holds` (some), `does not hold` (none) or `not run` (no case measured).
+`write_claims`; the report's scorecard reads only these files. A paper's claims are data in its experiments module
+(`paper_claims(paper, [ClaimSpec(...)])`) with one `@check(paper, claim_id)` function each; `check_claims` runs them
+on the result rows and the paper's evidence. Verdicts are computed, never typed by hand: `verdict(checks)` turns
+the per-case outcomes of a criterion into `holds` (every case), `partly holds` (some), `does not hold` (none) or
+`not run` (no case measured).
 A negative verdict (`does not hold`, `partly holds`) that rests on a learned component that did not reach its
 validation plateau says nothing about the method: `inconclusive` replaces it, with the reason (`unless_converged`).
 """
