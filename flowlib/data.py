@@ -1,11 +1,13 @@
-"""Datasets behind one loader API: 2-D toys, scikit-learn's 8x8 digits, CIFAR-10 from `data/`.
+"""Datasets behind one loader API: 2-D toys, scikit-learn's 8x8 digits, Fashion-MNIST and CIFAR-10 from files.
 
 `load_dataset(name)` returns a `Dataset` with a fixed `train` and `heldout` split (tensors in model space:
 toys as [N, 2], images as [N, C, H, W] in [-1, 1]) and `sample_batch` for training. Nothing is downloaded:
-toys are generated, digits ship with scikit-learn, CIFAR-10 must be placed under `data/cifar10` by the user.
+toys are generated, digits ship with scikit-learn, Fashion-MNIST is read from its four IDX files (Debian's package
+`dataset-fashion-mnist` installs them), CIFAR-10 must be placed under `data/cifar10` by the user.
 """
 from __future__ import annotations
 
+import gzip
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,20 @@ from torch import Tensor
 from .errors import FlowlibError
 
 TOY_DATASETS = ("8gaussians", "moons", "checkerboard")
-IMAGE_DATASETS = ("digits", "cifar10")
+IMAGE_DATASETS = ("digits", "fashion", "cifar10")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
 DIGITS_SIZE = 1797        # scikit-learn's bundled 8x8 digits
 CIFAR10_TEST_SIZE = 10_000  # the official test batch, our held-out split
+FASHION_TEST_SIZE = 10_000  # Fashion-MNIST's official test set, our held-out split
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # where `apt-get install dataset-fashion-mnist` puts it
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+FASHION_HELP = (
+    "Fashion-MNIST is read from its four IDX files ({files}, each plain or .gz) under {root} or {debian}, and never "
+    "downloaded at run time. On Debian or Ubuntu install them with `apt-get install dataset-fashion-mnist` (as root), "
+    "or copy the four files from "
+    "https://github.com/zalandoresearch/fashion-mnist into {root}."
+)
 
 CIFAR10_HELP = (
     "CIFAR-10 is an input of the paper-scale `cifar10` profile and is never downloaded at run time. "
@@ -234,6 +246,61 @@ def load_cifar10(root: str | Path = "data/cifar10") -> Dataset:
     return Dataset("cifar10", to_model_space(train), to_model_space(test))
 
 
+IDX_TYPES = {0x08: np.uint8}  # the IDX type codes flowlib reads (Fashion-MNIST's pixels and labels are unsigned bytes)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (plain or gzip) as a numpy array: 2 zero bytes, the type code, the number of axes, one big-endian
+    uint32 per axis, then the values. A file that is not one, or whose size does not match its header, is refused."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{path} is not a readable IDX file ({exc}). Reinstall or re-copy it.") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_TYPES:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes (header {raw[:4].hex() or 'empty'}). "
+                           "Reinstall or re-copy it.")
+    ndim = raw[3]
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)) if len(raw) >= 4 + 4 * ndim else None
+    body = len(raw) - 4 - 4 * ndim
+    if dims is None or body != int(np.prod(dims)):
+        raise DatasetError(f"{path}: the header announces shape {dims} but the file "
+                           f"holds {max(body, 0)} values: truncated or corrupt. Reinstall or re-copy it.")
+    return np.frombuffer(raw, dtype=IDX_TYPES[raw[2]], offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+def fashion_files(root: str | Path = "data/fashion-mnist") -> dict[str, Path]:
+    """The four Fashion-MNIST files, from `root` or else Debian's folder (each plain or .gz)."""
+    root = Path(root)
+    for folder in (root, DEBIAN_FASHION):
+        found = {name: next((folder / f"{name}{ext}" for ext in (".gz", "") if (folder / f"{name}{ext}").is_file()), None)
+                 for name in FASHION_FILES}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    raise DatasetError("Fashion-MNIST not found. " + FASHION_HELP.format(files=", ".join(FASHION_FILES), root=root,
+                                                                        debian=DEBIAN_FASHION))
+
+
+def load_fashion(root: str | Path = "data/fashion-mnist") -> Dataset:
+    """Fashion-MNIST (60,000 training and 10,000 test images, 28x28 grey) as [N, 1, 28, 28] in [-1, 1]; the official
+    test set is the held-out split."""
+    files = fashion_files(root)
+    train, test = read_idx(files["train-images-idx3-ubyte"]), read_idx(files["t10k-images-idx3-ubyte"])
+    for name, images in (("train-images-idx3-ubyte", train), ("t10k-images-idx3-ubyte", test)):
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DatasetError(f"{files[name]}: expected images of shape [N, 28, 28], got {images.shape}.")
+    return Dataset("fashion", to_model_space(train).unsqueeze(1), to_model_space(test).unsqueeze(1))
+
+
+def fashion_labels(root: str | Path = "data/fashion-mnist") -> tuple[Tensor, Tensor]:
+    """Class labels (0..9) of `load_fashion`'s train and held-out splits (for the feature classifier)."""
+    files = fashion_files(root)
+    return tuple(torch.as_tensor(read_idx(files[n]).astype(np.int64))  # type: ignore[return-value]
+                 for n in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"))
+
+
 # ------------------------------------------------------------------------------------------- the API
 def heldout_size(name: str, heldout_fraction: float = 1 / 3, n_toy: int = 20_000) -> int:
     """Size of a dataset's held-out split without loading it (the config checks `n_eval` against it)."""
@@ -243,6 +310,8 @@ def heldout_size(name: str, heldout_fraction: float = 1 / 3, n_toy: int = 20_000
         return int(round(DIGITS_SIZE * heldout_fraction))
     if name == "cifar10":
         return CIFAR10_TEST_SIZE
+    if name == "fashion":
+        return FASHION_TEST_SIZE
     raise DatasetError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
 
 
@@ -256,8 +325,8 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by name: one of `DATASETS`.
 
-    Toys are `n_toy` fresh points per split; digits use a fixed split of `heldout_fraction`; CIFAR-10 is read
-    from `root/cifar10`.
+    Toys are `n_toy` fresh points per split; digits use a fixed split of `heldout_fraction`; Fashion-MNIST is read
+    from `root/fashion-mnist` (or Debian's folder); CIFAR-10 from `root/cifar10`.
     """
     if name in _TOY_SAMPLERS:
         return _toy_dataset(name, n_toy, n_toy, seed)
@@ -265,4 +334,6 @@ def load_dataset(
         return load_digits(heldout_fraction, seed)
     if name == "cifar10":
         return load_cifar10(Path(root) / "cifar10")
+    if name == "fashion":
+        return load_fashion(Path(root) / "fashion-mnist")
     raise DatasetError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
