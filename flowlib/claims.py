@@ -240,10 +240,12 @@ def specs_of(paper: str) -> list[ClaimSpec]:
     """The registered claims of `paper` (its experiments module registers them on import); every testable claim must
     have a check and every check a claim."""
     if paper not in SPECS:
+        module = f"flowlib.experiments.{paper}"
         try:
-            importlib.import_module(f"flowlib.experiments.{paper}")
-        except ModuleNotFoundError:
-            pass
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the paper's module exists but an import inside it fails: say so
+                raise
     if paper not in SPECS:
         raise ClaimError(f"No claims registered for the paper {paper!r}; known: {sorted(SPECS)}.")
     specs = SPECS[paper]

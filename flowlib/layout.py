@@ -87,8 +87,12 @@ class Layout:
         return self.stage("flowturbo", teacher) / "refiner.pt"
 
     def fgm_run(self, teacher: str, label: str) -> Path:
-        """One FGM run's generator (`label`: fgm_label); its resume checkpoints live in the folder of that name."""
+        """One FGM run's generator (`label`: fgm_label); its resume checkpoints live in `fgm_resume`."""
         return self.stage("fgm", teacher) / f"{label}.pt"
+
+    def fgm_resume(self, teacher: str, label: str) -> Path:
+        """The resume folder of one FGM run (its trainer's last.pt)."""
+        return self.stage("fgm", teacher) / label
 
     def fgm_runs(self, teacher: str) -> list[Path]:
         return sorted(self.stage("fgm", teacher).glob("fgm-t*.pt"))

@@ -85,7 +85,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
     result = train_fgm(ctx.model, generator, TrainData(ctx.dataset.shape, fp.batch_size), fp.train, online_lr=fp.online_lr,
                        l1_weight=l1_weight, online=student_start(params, ctx),
-                       ckpt_dir=params.layout.stage("fgm", ctx.name) / label,
+                       ckpt_dir=params.layout.fgm_resume(ctx.name, label),
                        run_config={"teacher": ctx.name, "init": init}, progress=progress,
                        validate=lambda g: val_distance(ctx, g, val_noise))
     save_generator(params.layout.fgm_run(ctx.name, label), result.ema_model, tp.student_dict,

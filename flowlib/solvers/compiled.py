@@ -49,7 +49,7 @@ class CompiledFunction:
     `fallback` (default: `fn` eagerly) from then on. `compile_seconds` is the time of first calls at new batch sizes."""
 
     def __init__(self, fn: Callable[..., Any], name: str, fallback: Callable[..., Any] | None = None):
-        self.eager, self.name = fn, name
+        self.name = name
         self.fallback = fallback or fn
         self.compiled = torch.compile(fn, dynamic=True)
         self.error: Exception | None = None

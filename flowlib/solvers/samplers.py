@@ -87,8 +87,9 @@ class CountingSampler:
              refiner: Callable[..., Tensor] | None = None) -> Tensor:
         """`integrate` eagerly through checking counters (of `velocity` and `refiner`, by default the sampler's own)."""
         where = f"(sampler {self.name!r})"
-        teacher = CountingVelocity(velocity or self.velocity, self.check_finite, f"the velocity field {where}", per_call)
-        second = refiner or self.refiner
+        first = velocity if velocity is not None else self.velocity
+        teacher = CountingVelocity(first, self.check_finite, f"the velocity field {where}", per_call)
+        second = refiner if refiner is not None else self.refiner
         counted = CountingVelocity(second, self.check_finite, f"the refiner {where}", per_call) if second is not None else None
         out = self.integrate(teacher, noise, counted)
         self._nfe, self.refiner_calls = teacher.nfe, counted.nfe if counted is not None else 0
