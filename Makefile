@@ -7,11 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: repro test test-browser lint install lab bench your-flow clean-venv
+.PHONY: repro test test-browser lint install lab bench your-flow clean-venv fashion-data
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
 	$(BIN)/python -m flowlib.config use $(PROFILE)
+endif
+ifeq ($(PROFILE),fashion)
+	$(MAKE) --no-print-directory fashion-data
 endif
 	mkdir -p data  # tracked by data.dvc: empty in the default profile, CIFAR-10 + Inception for cifar10
 	[ -n "$$(ls -A data)" ] || $(BIN)/dvc commit --force --quiet data.dvc  # the empty folder's entry in the cache: `dvc status` stays clean
@@ -28,6 +31,14 @@ test-browser: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,browser]'
 	$(BIN)/python -m pytest tests_browser
+
+# Fashion-MNIST's four IDX files: data/fashion-mnist/, else Debian's package (installed here when missing and root may
+# apt-get, as test-browser installs Chromium); otherwise `python -m flowlib.data check` says how to provide them (exit 2).
+fashion-data: $(STAMP)
+	@$(BIN)/python -m flowlib.data check fashion >/dev/null 2>&1 || { [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { echo "installing Debian's dataset-fashion-mnist (about 30 MB)"; apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; }
+	$(BIN)/python -m flowlib.data check fashion
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,6 +21,7 @@ from .errors import FlowlibError
 
 TOY_DATASETS = ("8gaussians", "moons", "checkerboard")
 IMAGE_DATASETS = ("digits", "fashion", "cifar10")
+CLASSIFIER_DATASETS = ("digits", "fashion")  # labelled grey images: their Fréchet distance uses a classifier trained here
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
 DIGITS_SIZE = 1797        # scikit-learn's bundled 8x8 digits
 CIFAR10_TEST_SIZE = 10_000  # the official test batch, our held-out split
@@ -302,6 +303,16 @@ def fashion_labels(root: str | Path = "data/fashion-mnist") -> tuple[Tensor, Ten
 
 
 # ------------------------------------------------------------------------------------------- the API
+def dataset_labels(name: str, root: str | Path = "data", *, heldout_fraction: float = 1 / 3,
+                   seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Class labels of a labelled dataset's train and held-out splits (`CLASSIFIER_DATASETS`), in `load_dataset`'s order."""
+    if name == "digits":
+        return digits_labels(heldout_fraction, seed)
+    if name == "fashion":
+        return fashion_labels(Path(root) / "fashion-mnist")
+    raise DatasetError(f"Dataset {name!r} has no labels here; the labelled ones are {', '.join(CLASSIFIER_DATASETS)}.")
+
+
 def heldout_size(name: str, heldout_fraction: float = 1 / 3, n_toy: int = 20_000) -> int:
     """Size of a dataset's held-out split without loading it (the config checks `n_eval` against it)."""
     if name in _TOY_SAMPLERS:
@@ -337,3 +348,31 @@ def load_dataset(
     if name == "fashion":
         return load_fashion(Path(root) / "fashion-mnist")
     raise DatasetError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flowlib.data check NAME [ROOT]`: load a dataset once and say where it came from, or how to provide it
+    (exit status 2). `make repro PROFILE=fashion` runs it before the pipeline."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m flowlib.data", description=main.__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    check = sub.add_parser("check", help="load a dataset and print its splits")
+    check.add_argument("name", choices=DATASETS)
+    check.add_argument("root", nargs="?", default="data")
+    args = parser.parse_args(argv)
+    try:
+        ds = load_dataset(args.name, args.root)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    where = ""
+    if args.name == "fashion":
+        where = f" from {fashion_files(Path(args.root) / 'fashion-mnist')['train-images-idx3-ubyte'].parent}"
+    print(f"{args.name}{where}: train {tuple(ds.train.shape)}, held-out {tuple(ds.heldout.shape)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

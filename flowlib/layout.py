@@ -46,9 +46,9 @@ class Layout:
         """The artefact folder of a per-teacher stage (teachers, boss, bespoke, flowturbo, fgm, combos)."""
         return self.artifacts / stage / teacher
 
-    def classifier(self) -> Path:
-        """The digits classifier behind the Fréchet distance (stage data)."""
-        return self.artifacts / "features" / "digits_classifier.pt"
+    def classifier(self, dataset: str = "digits") -> Path:
+        """The feature classifier behind a grey dataset's Fréchet distance (stage data)."""
+        return self.artifacts / "features" / f"{dataset}_classifier.pt"
 
     def teacher(self, teacher: str, file: str = "teacher.pt") -> Path:
         """A file of the teacher stage: teacher.pt, meta.json, ground_truth.pt, reference.pt, last.pt."""

@@ -1,8 +1,8 @@
 """Quality metrics: Fréchet distance in a named feature space, sliced Wasserstein for 2-D, RMSE, timing.
 
 FID is clean-fid's Fréchet distance. Its features come from Inception (clean-fid's torchscript model, read
-from a local weights file, never downloaded) or, where that file is absent, from a small digits classifier
-trained in the `data` stage. Every metric has a `name` that goes into the `quality_metric` column, and
+from a local weights file, never downloaded) or, for the small grey datasets (digits, Fashion-MNIST), from a small
+classifier trained in the `data` stage. Every metric has a `name` that goes into the `quality_metric` column, and
 `check_same_metric` refuses to compare numbers from different feature spaces.
 """
 from __future__ import annotations
@@ -61,15 +61,25 @@ class FeatureExtractor(Protocol):
     def __call__(self, images: Tensor) -> np.ndarray: ...
 
 
-class DigitsClassifier(nn.Module):
-    """A small CNN for 1x8x8 digits; its penultimate layer is the FID feature space of the default profile."""
+class FeatureClassifier(nn.Module):
+    """A small CNN for 1xSxS grey images (S = 8 digits, 28 Fashion-MNIST); its penultimate layer is the feature space
+    of the dataset's Fréchet distance (`fid-<dataset>-classifier`), the small-image stand-in for Inception.
 
-    def __init__(self, feature_dim: int = 64, n_classes: int = 10):
+    Each stride-2 convolution halves the side: one for 8x8 (to 4x4), two for 28x28 (to 7x7). The 8x8 net is the
+    same module list, in the same order, as it always was, so a seed gives the same digits classifier.
+    """
+
+    def __init__(self, image_size: int = 8, feature_dim: int = 64, n_classes: int = 10):
         super().__init__()
+        if image_size not in (8, 28):
+            raise MetricError(f"FeatureClassifier takes 8x8 or 28x28 grey images, got side {image_size}.")
+        extra = [nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU()] if image_size == 28 else []
+        side = 4 if image_size == 8 else 7
+        self.image_size = image_size
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Flatten(), nn.Linear(64 * 4 * 4, feature_dim), nn.SiLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(), *extra,
+            nn.Flatten(), nn.Linear(64 * side * side, feature_dim), nn.SiLU(),
         )
         self.head = nn.Linear(feature_dim, n_classes)
 
@@ -80,14 +90,23 @@ class DigitsClassifier(nn.Module):
         return self.head(self.body(x))
 
 
-def train_digits_classifier(
+def train_feature_classifier(
     images: Tensor, labels: Tensor, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-    noise_augment: float = 0.1,
-) -> DigitsClassifier:
-    """Train `DigitsClassifier` with cross-entropy (light Gaussian-noise augmentation), deterministic per seed."""
+    noise_augment: float = 0.1, feature_dim: int = 64,
+) -> FeatureClassifier:
+    """Train a `FeatureClassifier` for `images` ([N, 1, S, S]) with cross-entropy (light Gaussian-noise augmentation),
+    deterministic per seed.
+
+    >>> import torch
+    >>> x, y = torch.randn(64, 1, 8, 8), torch.arange(64) % 10
+    >>> train_feature_classifier(x, y, steps=2).features(x[:3]).shape
+    torch.Size([3, 64])
+    """
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
+        raise MetricError(f"The feature classifier trains on [N, 1, S, S] grey images, got shape {tuple(images.shape)}.")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = DigitsClassifier()
+    model = FeatureClassifier(images.shape[-1], feature_dim)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         idx = torch.randint(len(images), (batch_size,), generator=gen)
@@ -100,9 +119,9 @@ def train_digits_classifier(
 
 
 class ClassifierFeatures:
-    """Penultimate-layer features of a trained classifier (`fid-digits-classifier`)."""
+    """Penultimate-layer features of a trained classifier (`fid-<dataset>-classifier`)."""
 
-    def __init__(self, classifier: DigitsClassifier, metric_name: str = "fid-digits-classifier"):
+    def __init__(self, classifier: FeatureClassifier, metric_name: str = "fid-digits-classifier"):
         self.classifier = classifier.eval()
         self.metric_name = metric_name
 

@@ -16,7 +16,7 @@ from flowlib.metrics import (
     gaussian_stats,
     rmse,
     sliced_wasserstein,
-    train_digits_classifier,
+    train_feature_classifier,
 )
 
 
@@ -77,7 +77,7 @@ def test_sliced_w2_of_shifted_gaussians():
 def test_digits_classifier_fid_ranks_quality():
     ds = load_dataset("digits")
     y_train, y_held = digits_labels()
-    clf = train_digits_classifier(ds.train, y_train, steps=300)
+    clf = train_feature_classifier(ds.train, y_train, steps=300)
     assert (clf(ds.heldout).argmax(1) == y_held).float().mean() > 0.9
     fid = FID(ClassifierFeatures(clf), ds.train)
     real = fid(ds.heldout)

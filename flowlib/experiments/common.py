@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
 from ..claims import compare_paired
 from ..config import Params, TeacherParams
-from ..data import Dataset, digits_labels, exact_mixture, load_dataset
+from ..data import CLASSIFIER_DATASETS, Dataset, dataset_labels, exact_mixture, load_dataset
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
 from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
     FID,
     ClassifierFeatures,
-    DigitsClassifier,
+    FeatureClassifier,
     FeatureExtractor,
     InceptionFeatures,
     QualityMetric,
@@ -30,7 +30,9 @@ from ..metrics import (
     SlicedW2,
     per_sample_rmse,
     redraw_std,
-    train_digits_classifier,
+)
+from ..metrics import (
+    train_feature_classifier as fit_classifier,
 )
 from ..models import build_model, count_parameters
 from ..solvers import AdaptiveSampler, ODESampler, Sampler
@@ -64,31 +66,48 @@ def dataset_for(params: Params, name: str) -> Dataset:
                         n_toy=params.data.n_toy, seed=params.data.seed)
 
 
+def classifier_datasets(params: Params) -> list[str]:
+    """The labelled grey datasets whose Fréchet distance needs a classifier: digits (always: the data stage's figure and
+    the default teachers) and every other one a teacher of this profile uses (Fashion-MNIST)."""
+    used = {params.teacher(name).dataset for name in params.teachers}
+    return ["digits"] + [d for d in CLASSIFIER_DATASETS if d != "digits" and d in used]
+
+
 def train_feature_classifier(params: Params) -> dict[str, Any]:
-    """Train and save the digits classifier whose features define `fid-digits-classifier`."""
-    digits = dataset_for(params, "digits")
-    y_train, y_held = digits_labels(params.data.heldout_fraction, params.data.seed)
-    start = time.perf_counter()
-    clf = train_digits_classifier(digits.train, y_train, steps=params.data.classifier_steps, seed=params.data.seed)
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        accuracy = float((clf(digits.heldout).argmax(1) == y_held).float().mean())
-    save_checkpoint({"state_dict": clf.state_dict(), "heldout_accuracy": accuracy}, params.layout.classifier())
-    return {"heldout_accuracy": accuracy, "train_seconds": seconds}
+    """Train and save the classifier of each `classifier_datasets` entry, whose features define `fid-<name>-classifier`.
+
+    Returns the data stage's metrics: `clf_acc` and `clf_s` (held-out accuracy, training seconds) for digits, and
+    `clf_acc_<name>`, `clf_s_<name>` for the others."""
+    summary: dict[str, Any] = {}
+    for name in classifier_datasets(params):
+        dataset = dataset_for(params, name)
+        y_train, y_held = dataset_labels(name, params.data.root, heldout_fraction=params.data.heldout_fraction,
+                                         seed=params.data.seed)
+        start = time.perf_counter()
+        clf = fit_classifier(dataset.train, y_train, steps=params.data.classifier_steps, seed=params.data.seed)
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            accuracy = float(torch.cat([(clf(x).argmax(1) == y).float() for x, y in
+                                        zip(dataset.heldout.split(2048), y_held.split(2048))]).mean())
+        save_checkpoint({"state_dict": clf.state_dict(), "heldout_accuracy": accuracy, "image_size": dataset.shape[-1]},
+                        params.layout.classifier(name))
+        suffix = "" if name == "digits" else f"_{name}"
+        summary |= {f"clf_acc{suffix}": accuracy, f"clf_s{suffix}": seconds}
+    return summary
 
 
 def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
-    """The FID feature space of an image dataset: the digits classifier, or Inception from its local file."""
-    if dataset.name == "digits":
-        state = load_checkpoint(params.layout.classifier(), rebuild_hint("data"))
-        clf = DigitsClassifier()
+    """The FID feature space of an image dataset: its classifier (digits, Fashion-MNIST), or Inception from its local file."""
+    if dataset.name in CLASSIFIER_DATASETS:
+        state = load_checkpoint(params.layout.classifier(dataset.name), rebuild_hint("data"))
+        clf = FeatureClassifier(dataset.shape[-1])
         clf.load_state_dict(state["state_dict"])
-        return ClassifierFeatures(clf)
+        return ClassifierFeatures(clf, f"fid-{dataset.name}-classifier")
     return InceptionFeatures(params.data.inception_weights, params.data.inception_sha256)
 
 
 def quality_metric(params: Params, dataset: Dataset, extractor: FeatureExtractor | None = None) -> QualityMetric:
-    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits), Inception FID (CIFAR-10).
+    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits, Fashion-MNIST), Inception FID (CIFAR-10).
 
     `extractor`: the image feature space when already built (it is shared with `gt_distance_metric`)."""
     if not dataset.is_image:
