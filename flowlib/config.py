@@ -547,7 +547,7 @@ def _deep_update(base: dict, overrides: dict) -> dict:
 
 
 def _overridden(problem: Problem, smoke: dict[str, Any]) -> bool:
-    """Whether the key a problem names is set by the smoke overrides (otherwise the plain check reports it)."""
+    """Whether the key a problem names is set by the smoke overrides (then it is reported as `smoke.<key>`)."""
     node: Any = smoke
     for key in problem.loc:
         if isinstance(key, int):  # a list entry: the override sets the whole list
@@ -576,7 +576,11 @@ def check_raw(raw: Any, where: str = "params") -> ParamsFile:
     smoke = raw.get("smoke") if isinstance(raw, dict) else None
     if isinstance(smoke, dict) and smoke:
         _, smoke_problems = validate(_deep_update(raw, smoke))
-        problems += [f"smoke.{p.text} (with the smoke overrides applied)" for p in smoke_problems if _overridden(p, smoke)]
+        # a problem the plain file has is reported once; one that the overrides cause elsewhere (a rule tying an
+        # overridden key to one they leave alone) is reported too, under the key the rule names
+        plain = {p.text for p in found}
+        problems += [f"{'smoke.' * _overridden(p, smoke)}{p.text} (with the smoke overrides applied)"
+                     for p in smoke_problems if p.text not in plain]
     if problems:
         n = len(problems)
         raise ConfigError(f"{where}: {n} problem{'s' * (n > 1)}:\n" + "\n".join(f"  - {p}" for p in problems), problems)

@@ -184,9 +184,12 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def merge_results(results_dir: str | Path) -> pd.DataFrame:
-    """Concatenate every `*.csv` under `results_dir` (sorted by name), schema-checked."""
-    files = sorted(f for f in Path(results_dir).glob("*.csv") if not f.stem.endswith(SIDE_TABLE_SUFFIX))
+def merge_results(results_dir: str | Path, teachers: Iterable[str] | None = None) -> pd.DataFrame:
+    """Concatenate every `*.csv` under `results_dir` (sorted by name), schema-checked; with `teachers`, only their tables
+    (`<stage>-<teacher>.csv`), so a profile's report never mixes in tables another profile left in the folder."""
+    keep = None if teachers is None else set(teachers)
+    files = sorted(f for f in Path(results_dir).glob("*.csv") if not f.stem.endswith(SIDE_TABLE_SUFFIX)
+                   and (keep is None or f.stem.split("-", 1)[-1] in keep))
     if not files:
         raise ResultError(f"No result tables under {results_dir}; run the pipeline (`dvc repro`) first.")
     return pd.concat([read_results(f) for f in files], ignore_index=True)

@@ -1,6 +1,7 @@
 """Shared test fields with closed-form solutions."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -52,3 +53,25 @@ def _deterministic():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+def write_idx(path, array, gz=True):
+    """An IDX file of unsigned bytes, as the official Fashion-MNIST files are written."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def write_fashion_files(folder, n_train=12, n_test=5, gz=True, seed=0):
+    """The four Fashion-MNIST IDX files with random pixels and labels under `folder`; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    for name, array in arrays.items():
+        write_idx(folder / (name + (".gz" if gz else "")), array, gz)
+    return arrays

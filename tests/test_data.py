@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_fashion_files, write_idx
 from flowlib.data import DATASETS, DatasetError, load_cifar10, load_dataset
 
 
@@ -120,32 +121,11 @@ def test_cifar10_batch_runs_no_code(tmp_path, pickle_payload):
 
 
 # ------------------------------------------------------------------------------------------ Fashion-MNIST
-def _write_idx(path, array, gz=True):
-    """An IDX file of unsigned bytes, as the official Fashion-MNIST files are written."""
-    import gzip
-
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    raw = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-
-
-def _fashion_files(folder, n_train=12, n_test=5, gz=True, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
-    for name, array in arrays.items():
-        _write_idx(folder / (name + (".gz" if gz else "")), array, gz)
-    return arrays
-
-
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_reads_the_idx_files_exactly(tmp_path, gz):
     from flowlib.data import fashion_labels, heldout_size
 
-    arrays = _fashion_files(tmp_path / "fashion-mnist", gz=gz)
+    arrays = write_fashion_files(tmp_path / "fashion-mnist", gz=gz)
     ds = load_dataset("fashion", tmp_path)
     assert ds.shape == (1, 28, 28) and ds.is_image and (len(ds.train), len(ds.heldout)) == (12, 5)
     pixels = arrays["train-images-idx3-ubyte"]
@@ -162,7 +142,7 @@ def test_fashion_falls_back_to_debians_folder_and_says_how_to_get_it(tmp_path, m
     monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "nowhere")
     with pytest.raises(DatasetError, match=r"apt-get install dataset-fashion-mnist.*or copy the four files"):
         load_dataset("fashion", tmp_path)
-    _fashion_files(tmp_path / "debian", n_train=3, n_test=2)
+    write_fashion_files(tmp_path / "debian", n_train=3, n_test=2)
     monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "debian")
     assert len(load_dataset("fashion", tmp_path).train) == 3  # nothing under data/: Debian's files are used
 
@@ -172,13 +152,13 @@ def test_fashion_refuses_corrupt_or_truncated_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "nowhere")
     folder = tmp_path / "fashion-mnist"
-    _fashion_files(folder)
+    write_fashion_files(folder)
     images = folder / "train-images-idx3-ubyte.gz"
     raw = images.read_bytes()
     images.write_bytes(raw[: len(raw) // 2])  # a cut download: the gzip stream ends early
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz is not a readable IDX file"):
         load_dataset("fashion", tmp_path)
-    _write_idx(images, np.zeros((4, 28, 28)), gz=True)
+    write_idx(images, np.zeros((4, 28, 28)), gz=True)
     import gzip
     images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-10]))  # header says more than it holds
     with pytest.raises(DatasetError, match=r"announces shape \(4, 28, 28\) but the file holds 3126 values"):
@@ -186,6 +166,6 @@ def test_fashion_refuses_corrupt_or_truncated_files(tmp_path, monkeypatch):
     images.write_bytes(b"PK\x03\x04not an idx file")
     with pytest.raises(DatasetError, match="not an IDX file of unsigned bytes"):
         load_dataset("fashion", tmp_path)
-    _write_idx(images, np.zeros((4, 32, 32)))
+    write_idx(images, np.zeros((4, 32, 32)))
     with pytest.raises(DatasetError, match=r"expected images of shape \[N, 28, 28\], got \(4, 32, 32\)"):
         load_dataset("fashion", tmp_path)
