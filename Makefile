@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
 
-.PHONY: repro test test-browser lint install lab bench your-flow clean-venv fashion-data
+.PHONY: repro test test-browser lint install lab bench your-flow diffusers clean-venv fashion-data
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
@@ -19,7 +19,11 @@ endif
 	mkdir -p data  # tracked by data.dvc: empty in the default profile, CIFAR-10 + Inception for cifar10
 	[ -n "$$(ls -A data)" ] || $(BIN)/dvc commit --force --quiet data.dvc  # the empty folder's entry in the cache: `dvc status` stays clean
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+ifeq ($(PROFILE),)
 	$(BIN)/python -m flowlib.report readme
+else
+	$(BIN)/python -m flowlib.report profile $(PROFILE)  # the run's report -> reports/$(PROFILE)/, its block in README.md
+endif
 
 test: lint
 	$(BIN)/python -m pytest
@@ -57,6 +61,10 @@ lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-u
 # notebooks/07_your_flow.ipynb (every method on any velocity field) under papermill; needs the digits teacher (make repro)
 your-flow: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/papermill notebooks/07_your_flow.ipynb reports/notebooks/07_your_flow.ipynb --cwd notebooks
+
+# notebooks/08_diffusers.ipynb (flowlib <-> diffusers on the exact flow and a tiny random SD3 transformer) under papermill
+diffusers: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/papermill notebooks/08_diffusers.ipynb reports/notebooks/08_diffusers.ipynb --cwd notebooks
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_solvers.py

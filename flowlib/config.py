@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .artifacts import write_text
 from .data import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS, heldout_size
+from .diffusers_bridge import SCHEDULERS
 from .errors import FlowlibError
 from .flow import TrainConfig, TrainConfigError
 from .layout import Layout
@@ -42,6 +43,7 @@ UNIQUE = {"uniqueItems": True}  # json_schema_extra of a list whose entries must
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 SolverName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+SchedulerName = Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 
 
@@ -107,6 +109,8 @@ class DataParams(Section):
 class EvalParams(Section):
     nfes: list[PositiveInt] = Field([1, 2, 4, 6, 8, 10, 16, 32], min_length=1, json_schema_extra=UNIQUE)
     methods: list[SolverName] = Field(list(METHODS), min_length=1, json_schema_extra=UNIQUE)
+    diffusers: list[SchedulerName] = Field([], json_schema_extra=UNIQUE, description="diffusers' flow-matching "
+                                           "schedulers run as baselines at every NFE of eval.nfes (flowlib.diffusers_bridge)")
     gt_rtol: PositiveFloat = Field(1e-5, description="adaptive dopri5 ground truth")
     gt_atol: PositiveFloat = 1e-5
     seed: NonNegativeInt = Field(1234, description="evaluation noise, shared by all samplers")
@@ -576,11 +580,10 @@ def check_raw(raw: Any, where: str = "params") -> ParamsFile:
     smoke = raw.get("smoke") if isinstance(raw, dict) else None
     if isinstance(smoke, dict) and smoke:
         _, smoke_problems = validate(_deep_update(raw, smoke))
-        # a problem the plain file has is reported once; one that the overrides cause elsewhere (a rule tying an
-        # overridden key to one they leave alone) is reported too, under the key the rule names
-        plain = {p.text for p in found}
+        # under an overridden key: a smoke problem. Elsewhere it is the plain file's own (reported above), unless the
+        # plain file has none: then the overrides broke a rule that ties an overridden key to one they leave alone
         problems += [f"{'smoke.' * _overridden(p, smoke)}{p.text} (with the smoke overrides applied)"
-                     for p in smoke_problems if p.text not in plain]
+                     for p in smoke_problems if _overridden(p, smoke) or not found]
     if problems:
         n = len(problems)
         raise ConfigError(f"{where}: {n} problem{'s' * (n > 1)}:\n" + "\n".join(f"  - {p}" for p in problems), problems)
@@ -673,6 +676,16 @@ def use_profile(name: str, root: Path | None = None) -> Path:
     text = source.read_text().replace(f"$schema=../{SCHEMA_FILE}", f"$schema={SCHEMA_FILE}", 1)
     write_text(root / "params.yaml", text)
     return root / "params.yaml"
+
+
+def profile_teachers(name: str, root: Path | None = None) -> list[str]:
+    """The teachers of `profiles/<name>.yaml` (validated), e.g. to pick a profile's tables out of reports/."""
+    root = root or repo_root()
+    source = root / "profiles" / f"{name}.yaml"
+    if not source.is_file():
+        available = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
+        raise ConfigError(f"No profile {name!r}; available: {available}.")
+    return list(check_raw(read_yaml(source), f"profiles/{name}.yaml").teachers)
 
 
 def json_schema() -> str:

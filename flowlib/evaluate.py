@@ -30,7 +30,8 @@ COLUMNS = [
     "dataset", "teacher", "method", "solver", "nfe", "quality", "quality_std", "quality_metric", "gt_distance",
     "gt_distance_std", "gt_distance_metric", "rmse_to_gt", "ms_per_sample", "extra_params", "train_seconds",
 ]
-ROW_METHODS = ("data", "baseline", "boss", "bespoke", "flowturbo", "fgm", "reflow", "boss+bespoke", "boss+flowturbo")
+ROW_METHODS = ("data", "baseline", "diffusers", "boss", "bespoke", "flowturbo", "fgm", "reflow", "boss+bespoke",
+               "boss+flowturbo")
 BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
 
 

@@ -134,3 +134,62 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
                          "best step": rows["best_step"].astype("Int64") if "best_step" in rows else pd.NA,
                          "FLOPs": rows["train_flops"].map(lambda v: f"{v:.3g}" if v > 0 else "-"),  # closed form: no matmuls
                          "seconds": rows["train_seconds"].round(1)}).reset_index(drop=True)
+
+
+PAPER_METHODS = ("boss", "bespoke", "flowturbo", "fgm")
+VERSUS = {"better": "beats", "worse": "loses", "within noise": "within noise", "not measured": "not measured"}
+
+
+def versus_diffusers(df: pd.DataFrame, budgets: Iterable[int] = BUDGETS, sigmas: float = 2.0) -> pd.DataFrame:
+    """Per teacher, NFE budget and paper: the paper's best sampler against the best of diffusers' schedulers
+    (DPM-Solver++, UniPC in flow form: rows of method `diffusers`), each spending at most the budget, by the distance to
+    the teacher's distribution beyond the noise band (`beats`, `within noise`, `loses`). Empty without diffusers rows."""
+    rows = candidates(df)
+    out = []
+    for teacher, sub in rows.groupby("teacher", sort=False):
+        theirs_rows = sub[sub["method"] == "diffusers"]
+        for budget in budgets:
+            theirs = best_within(theirs_rows, budget, sigmas) if len(theirs_rows) else None
+            if theirs is None:
+                continue
+            for paper in PAPER_METHODS:
+                mine_rows = sub[sub["method"] == paper]
+                ours = best_within(mine_rows, budget, sigmas) if len(mine_rows) else None
+                if ours is None:
+                    continue
+                col = ours["ranked_by"]
+                outcome = compare(ours[col], theirs[col], _num(ours[f"{col}_std"]), _num(theirs[f"{col}_std"]), sigmas)
+                out.append({"teacher": teacher, "budget": budget, "paper": paper,
+                            "ours": f"{ours['best']}@{ours['nfe']}", "ours_distance": ours[col],
+                            "ours_std": ours[f"{col}_std"], "ours_trained": ours["trained"],
+                            "diffusers": f"{theirs['best']}@{theirs['nfe']}", "diffusers_distance": theirs[col],
+                            "diffusers_std": theirs[f"{col}_std"], "outcome": VERSUS[outcome]})
+    return pd.DataFrame(out)
+
+
+def versus_sentences(table: pd.DataFrame) -> str:
+    """One line per paper: in how many (teacher, budget) cases of `versus_diffusers` it beats, ties or loses, and where."""
+    if table.empty:
+        return "No diffusers scheduler rows (`eval.diffusers` is empty).\n"
+    lines = []
+    for paper, sub in table.groupby("paper", sort=False):
+        counts = sub["outcome"].value_counts()
+        where = {kind: ", ".join(f"{r.teacher}@{r.budget}" for r in sub[sub["outcome"] == kind].itertuples()) or "none"
+                 for kind in ("beats", "loses")}
+        lines.append(f"- **{paper}** beats diffusers' best beyond the noise band in {counts.get('beats', 0)} of {len(sub)} "
+                     f"(teacher, budget) cases ({where['beats']}), ties in {counts.get('within noise', 0)} and "
+                     f"loses in {counts.get('loses', 0)} ({where['loses']}).")
+    return "\n".join(lines) + "\n"
+
+
+def versus_markdown(table: pd.DataFrame) -> str:
+    """`versus_sentences` and a table per teacher (paper columns, budget rows)."""
+    parts = [versus_sentences(table)]
+    for teacher, sub in table.groupby("teacher", sort=False):
+        cell = sub.assign(cell=[f"{o}: {a} {d:.3g} vs {b} {e:.3g}" for o, a, d, b, e in
+                                zip(sub["outcome"], sub["ours"], sub["ours_distance"], sub["diffusers"],
+                                    sub["diffusers_distance"])])
+        wide = cell.pivot_table(index="budget", columns="paper", values="cell", aggfunc="first", sort=False).fillna("")
+        parts.append(f"**{teacher}** (NFE budget; each cell: the paper's best against diffusers' best, distance to the "
+                     f"teacher)\n\n{wide.to_markdown()}\n")
+    return "\n".join(parts)

@@ -263,3 +263,19 @@ def plot_training_cost(cost: pd.DataFrame, path: str | Path, title: str) -> Save
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_convergence(table: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """RMSE to the ground truth against NFE (log-log), one line per sampler family (`family` column of stacked
+    `compare_samplers` tables), with the slopes of order 1 and 2 drawn for reference."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=table, x="nfe", y="rmse_to_gt", hue="family", style="family", markers=True, dashes=False, ax=ax)
+    nfe = table["nfe"].sort_values().unique()
+    start = table.loc[table["nfe"] == nfe[0], "rmse_to_gt"].max()
+    for order, style in ((1, ":"), (2, "--")):
+        ax.plot(nfe, start * (nfe / nfe[0]) ** -order, color="grey", linestyle=style, linewidth=1, label=f"order {order}")
+    ax.set(xscale="log", yscale="log", xlabel="NFE (network calls)", ylabel="RMSE to ground truth", title=title)
+    ax.set_xticks(nfe, [str(int(n)) for n in nfe])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return save_figure(fig, path)

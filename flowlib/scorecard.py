@@ -96,3 +96,38 @@ def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{t
     shown["verdict"] = [f"**{v}**" + (f" ({r})" if r and (v == "not run" or r.startswith("inconclusive on")) else "")
                         for v, r in zip(card["verdict"], card["reason"])]
     return shown[["paper", "claim", "paper's number", *teachers, "verdict"]].to_markdown(index=False) + "\n"
+
+
+def claim_teachers(claims_dir: str | Path) -> list[str]:
+    """The teachers that have claims files under `claims_dir` (`<paper>-<teacher>.csv`), in name order."""
+    names = {p.stem.split("-", 1)[1] for p in Path(claims_dir).glob("*.csv") if p.stem.split("-", 1)[0] in PAPERS}
+    return sorted(names)
+
+
+def verdict_shifts(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Per claim: the overall verdict over `base`'s teachers (the default profile), each `other` teacher's verdict (a
+    profile's, e.g. Fashion-MNIST), and whether that verdict moved. `moved` is empty where either side did not test
+    the claim conclusively (`not run`, `inconclusive`), `yes` where the verdicts differ, `no` where they agree."""
+    card_a, card_b = scorecard(base), scorecard(other)
+    others = [c for c in card_b.columns if c not in {"paper", "claim_id", "claim", "paper's number", "verdict", "reason"}]
+    out = card_a[["paper", "claim_id", "claim", "verdict"]].rename(columns={"verdict": "default (all teachers)"})
+    out = out.merge(card_b[["paper", "claim_id", *others]], on=["paper", "claim_id"], how="outer")
+    moved = []
+    for _, row in out.iterrows():
+        pair = [row["default (all teachers)"], *(row[t] for t in others)]
+        if any(pd.isna(v) or v in ("not run", "inconclusive") for v in pair):
+            moved.append("")
+        else:
+            moved.append("yes" if len(set(pair)) > 1 else "no")
+    return out.assign(moved=moved)
+
+
+def verdict_shifts_markdown(shifts: pd.DataFrame, profile: str, base_teachers: Iterable[str]) -> str:
+    """The README's table of `verdict_shifts`, with a count sentence on top."""
+    tested = shifts[shifts["moved"] != ""]
+    n_moved = int((tested["moved"] == "yes").sum())
+    head = (f"**Verdicts on real images against the toy teachers**: of the {len(tested)} claims that both the default "
+            f"profile and the `{profile}` profile tested conclusively, {len(tested) - n_moved} keep their overall verdict and "
+            f"{n_moved} move (`moved`: yes). The default column is the overall verdict over {', '.join(base_teachers)}; "
+            "each claim's numbers are in the claims files of each report.\n\n")
+    return head + shifts.drop(columns=["claim_id"]).fillna("").to_markdown(index=False) + "\n"

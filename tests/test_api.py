@@ -99,14 +99,19 @@ def test_finetuning_a_field_without_weights_says_how_to_fix_it():
     assert student(z, torch.rand(16)).shape == (16, 2)
 
 
-def test_readme_example_runs_as_written(capsys):
-    """The README's "Use flowlib on your own model" block, extracted and run; its table shows every method's row."""
+def run_readme_block(marker: str) -> dict:
+    """Extract the README's python block between `<!-- {marker}:start/end -->` and run it; returns its variables."""
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- example:start -->\s*```python\n(.*?)```\s*<!-- example:end -->", text, re.S)
-    assert block, "README lacks the example markers"
+    block = re.search(rf"<!-- {marker}:start -->\s*```python\n(.*?)```\s*<!-- {marker}:end -->", text, re.S)
+    assert block, f"README lacks the {marker} markers"
     scope: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), scope)  # noqa: S102 - our own README
-    table = scope["table"]
+    return scope
+
+
+def test_readme_example_runs_as_written(capsys):
+    """The README's "Use flowlib on your own model" block, extracted and run; its table shows every method's row."""
+    table = run_readme_block("example")["table"]
     assert table["sampler"].tolist() == ["euler", "bellman-euler-k4", "bespoke-rk2", "H1P2"]
     assert (table["nfe"] == 4).all()
     euler = table.set_index("sampler")["rmse_to_gt"]
@@ -127,3 +132,13 @@ def test_every_public_name_is_documented_with_a_runnable_example(name):
         assert "Args:" in doc and "Returns:" in doc, f"flowlib.{name} does not document its Args and Returns"
     elif inspect.isclass(obj) and not issubclass(obj, Exception) and name != "Sampler":
         assert "Args:" in doc, f"flowlib.{name} does not document its constructor's Args"
+
+
+def test_readme_diffusers_example_runs_as_written(capsys):
+    """The README's "with diffusers" block, extracted and run: both directions on a tiny random SD3 transformer."""
+    scope = run_readme_block("example-diffusers")
+    table = scope["table"]
+    assert table["sampler"].tolist() == ["bellman-euler-k4", "dpmsolver++2m", "unipc"] and (table["nfe"] == 4).all()
+    grid = scope["boss"].time_grid
+    assert torch.equal(scope["scheduler"].sigmas, (1 - grid).float())
+    assert "dpmsolver++2m" in capsys.readouterr().out

@@ -162,3 +162,21 @@ def test_missing_or_invalid_file(tmp_path, monkeypatch):
     (tmp_path / "bad.yaml").write_text("teachers: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_fashion_profile_loads_and_validates(smoke, tmp_path):
+    from flowlib.config import profile_teachers
+
+    params = parse(yaml.safe_load((ROOT / "profiles" / "fashion.yaml").read_text()), smoke=smoke, smoke_dir=tmp_path)
+    tp = params.teacher("fashion")
+    assert tp.dataset == "fashion" and tp.model.arch == "mlp" and params.profile == "fashion"
+    assert profile_teachers("fashion") == ["fashion"] and params.combos.teachers == ["fashion"]
+
+
+def test_a_rule_the_smoke_overrides_break_elsewhere_is_reported():
+    raw = copy.deepcopy(DEFAULT)
+    raw["smoke"]["flowturbo"]["latency_batches"] = [1]  # the plain file's ratio_batch 8 is no longer among them
+    with pytest.raises(ConfigError, match=r"flowturbo.ratio_batch: 8 → one of flowturbo.latency_batches \[1\] "
+                                          r"\(with the smoke overrides applied\)"):
+        parse(raw)

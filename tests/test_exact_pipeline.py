@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -71,3 +72,22 @@ def test_explorer_functions_run_headless(ring):
     assert len(fig.axes) == 3 and fig.axes[0].get_title() == "midpoint (2 NFE)"
     saved = show(params, "ring", "fgm", n=64, n_paths=4, path=params.reports / "figures" / "explore.png")
     assert Path(saved).is_file()
+
+
+def test_the_baselines_include_diffusers_schedulers_at_every_nfe(ring):
+    from flowlib.experiments.common import baseline_rows
+    from flowlib.leaderboard import versus_diffusers, versus_markdown
+
+    params, _ = ring
+    rows = pd.DataFrame(baseline_rows(params, load_context(params, "ring"), progress=False))
+    ours = rows[rows["method"] == "diffusers"]
+    assert params.eval.diffusers == ["dpmsolver++2m", "dpmsolver++3m", "unipc"]
+    assert sorted(zip(ours["solver"], ours["nfe"])) == sorted((s, n) for s in params.eval.diffusers for n in params.eval.nfes)
+    assert ours["gt_distance"].notna().all() and (ours["rmse_to_gt"] > 0).all()
+    two = ours[ours["nfe"] == 4].set_index("solver")
+    euler4 = rows[(rows["solver"] == "euler") & (rows["nfe"] == 4)].iloc[0]
+    assert (two["rmse_to_gt"] < euler4["rmse_to_gt"]).all()  # second-order multistep beats Euler at equal NFE
+    fake = pd.concat([rows, rows[rows["solver"] == "heun"].assign(method="bespoke", solver="bespoke-rk2")])
+    table = versus_diffusers(fake, budgets=(2, 4))
+    assert set(table["paper"]) == {"bespoke"} and set(table["outcome"]) <= {"beats", "within noise", "loses"}
+    assert "**bespoke** beats diffusers' best" in versus_markdown(table)

@@ -127,3 +127,65 @@ def test_rows_say_how_they_were_trained_and_what_it_cost():
     assert table.loc["fgm:fgm", "ended"] == "cap, still improving" and table.loc["bespoke:bespoke-rk2", "best step"] == 240
     cost = training_cost(trained).set_index("method")
     assert cost.loc["teacher", "train_flops"] == 1e12 and cost.loc["fgm", "train_flops"] == 5e10
+
+
+def test_verdict_shifts_compare_a_profile_with_the_default_overall():
+    from flowlib.scorecard import verdict_shifts, verdict_shifts_markdown
+
+    real = pd.DataFrame([claim("boss", "img", "c1", "holds"), claim("boss", "img", "c2", "holds"),
+                         claim("boss", "img", "c3", "does not hold"), claim("fgm", "img", "big", "not run"),
+                         claim("fgm", "img", "c4", "inconclusive"), claim("fgm", "img", "c5", "holds"),
+                         claim("fgm", "img", "c6", "holds"), claim("fgm", "img", "c7", "holds")])
+    shifts = verdict_shifts(CLAIMS, real).set_index("claim_id")
+    assert shifts.loc["c1", "moved"] == "no"                       # holds on a and b, holds on img
+    assert shifts.loc["c2", "moved"] == "yes"                      # partly holds -> holds
+    assert shifts.loc["c3", "moved"] == "no"                       # does not hold (b) -> does not hold
+    assert shifts.loc["big", "moved"] == "" and shifts.loc["c4", "moved"] == ""  # not run / inconclusive: no verdict to move
+    assert shifts.loc["c6", "moved"] == ""                         # inconclusive on the default side
+    assert list(shifts.columns[:3]) == ["paper", "claim", "default (all teachers)"] and "img" in shifts.columns
+    text = verdict_shifts_markdown(shifts.reset_index(), "real", ["a", "b"])
+    assert shifts.loc["c5", "moved"] == "no"                       # holds overall (a inconclusive), holds on img
+    assert "of the 5 claims that both" in text and "4 keep their overall verdict and 1 move" in text
+    assert "overall verdict over a, b" in text
+
+
+def test_a_profile_report_keeps_its_own_tables_and_notebooks(tmp_path):
+    import json
+
+    from flowlib.evaluate import merge_results
+    from flowlib.report import publish_profile, run_notebooks
+
+    reports = tmp_path / "reports"
+    for folder, names in {"results": ["baselines-img.csv", "baselines-a.csv", "flowturbo-img-latency.csv"],
+                          "claims": ["boss-img.csv", "boss-img.md", "boss-a.csv"], "metrics": ["data.json", "fgm-a.json"],
+                          "notebooks": ["00_data.ipynb", "01_teacher-img.ipynb", "01_teacher-a.ipynb"]}.items():
+        (reports / folder).mkdir(parents=True)
+        for name in names:
+            text = json.dumps({"metadata": {"papermill": {"duration": 1.5}}}) if name.endswith(".ipynb") else ""
+            (reports / folder / name).write_text(text)
+    pd.DataFrame([row("euler", 1, 1.0, teacher="img")]).to_csv(reports / "results" / "baselines-img.csv", index=False)
+    pd.DataFrame([row("euler", 1, 1.0, teacher="a")]).to_csv(reports / "results" / "baselines-a.csv", index=False)
+    (reports / "summary.md").write_text("s")
+    (reports / "screenshots").mkdir()
+    assert [p.name for p in run_notebooks(reports / "notebooks", ["img"])] == ["00_data.ipynb", "01_teacher-img.ipynb"]
+    assert stage_times(reports / "notebooks", ["img"])["notebook"].tolist() == ["00_data", "01_teacher-img"]
+    assert set(merge_results(reports / "results", ["img"])["teacher"]) == {"img"}  # another profile's table stays out
+    target = publish_profile(reports, "real", ["img"])
+    assert sorted(p.name for p in (target / "results").iterdir()) == ["baselines-img.csv", "flowturbo-img-latency.csv"]
+    assert sorted(p.name for p in (target / "claims").iterdir()) == ["boss-img.csv", "boss-img.md"]
+    assert sorted(p.name for p in (target / "metrics").iterdir()) == ["data.json"]
+    assert sorted(p.name for p in (target / "notebooks").iterdir()) == ["00_data.ipynb", "01_teacher-img.ipynb"]
+    assert (target / "summary.md").read_text() == "s" and not (target / "screenshots").exists()
+
+
+def test_a_profile_block_gets_its_own_markers_in_the_readme(tmp_path):
+    from flowlib.report import README_END, README_START, profile_block, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
+    block = profile_block("real", "see [reports/README.md](reports/README.md)", "shifts")
+    assert update_readme(readme, block, "real") and not update_readme(readme, block, "real")
+    text = readme.read_text()
+    assert "<!-- results:real:start -->\nsee [reports/real/README.md](reports/real/README.md)\n\nshifts\n" in text
+    assert text.index(README_END) < text.index("results:real:start") < text.index("rest")  # after the default block
+    assert f"{README_START}\nold\n{README_END}" in text                                   # which is left alone

@@ -105,3 +105,19 @@ def test_inception_weights_missing_or_wrong(tmp_path):
     fake.write_bytes(b"not weights")
     with pytest.raises(MetricError, match="does not match the expected SHA-256"):
         InceptionFeatures(fake, sha256="0" * 64)
+
+
+def test_the_feature_classifier_fits_28px_images_and_refuses_other_sizes():
+    from flowlib.metrics import FeatureClassifier, MetricError
+
+    x = torch.randn(40, 1, 28, 28)
+    clf = train_feature_classifier(x, torch.arange(40) % 10, steps=3)
+    assert clf.image_size == 28 and clf.features(x).shape == (40, 64)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in clf.body) == 3  # one more stride-2 convolution than for 8x8
+    assert [k for k in FeatureClassifier(8).state_dict()] == ["body.0.weight", "body.0.bias", "body.2.weight",
+                                                              "body.2.bias", "body.5.weight", "body.5.bias",
+                                                              "head.weight", "head.bias"]  # the digits net's keys
+    with pytest.raises(MetricError, match="8x8 or 28x28"):
+        FeatureClassifier(32)
+    with pytest.raises(MetricError, match=r"\[N, 1, S, S\]"):
+        train_feature_classifier(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), steps=1)

@@ -17,6 +17,7 @@ from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_f
 from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import CLASSIFIER_DATASETS, Dataset, dataset_labels, exact_mixture, load_dataset
+from ..diffusers_bridge import DiffusersSampler
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
 from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
@@ -279,12 +280,16 @@ def load_context(params: Params, name: str) -> TeacherContext:
 
 
 def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
-    """Every configured RK method at every NFE it can spend exactly on a uniform grid, plus the adaptive GT."""
+    """Every configured RK method at every NFE it can spend exactly on a uniform grid, every configured diffusers
+    scheduler (`eval.diffusers`: DPM-Solver++, UniPC in their flow form) at every NFE, plus the adaptive GT."""
     jobs = [(m, n) for m in params.eval.methods for n in params.eval.nfes if n % get_tableau(m).stages == 0]
     rows = []
     for method, nfe in tqdm(jobs, desc=f"baselines {ctx.name}", disable=not progress):
         sampler = ODESampler.uniform(ctx.model, nfe, method)
         rows.append(ctx.evaluate(sampler, method="baseline"))
+    for scheduler, nfe in tqdm([(s, n) for s in params.eval.diffusers for n in params.eval.nfes],
+                               desc=f"diffusers schedulers {ctx.name}", disable=not progress or not params.eval.diffusers):
+        rows.append(ctx.evaluate(DiffusersSampler(ctx.model, scheduler, steps=nfe), method="diffusers"))
     adaptive = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)
     # the floor row; it stands for the teacher itself, so it carries the teacher's training time
     row = ctx.evaluate(adaptive, method="baseline", reference_samples=ctx.reference.floor, train_seconds=ctx.train_seconds)
