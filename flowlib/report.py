@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -203,6 +204,8 @@ def report_page(board_md: str, card_md: str, gains_md: str, figures: Iterable[st
 # What a run of the pipeline writes under reports/ (dvc.yaml's committed outputs): a profile's report is a copy of these.
 RUN_OUTPUTS = ("README.md", "report.html", "summary.md", "results.md", "results.csv", "inputs.json", "results", "claims",
                "figures", "metrics", "notebooks")
+# The run's figures that name no teacher (stages data and report); every other figure names its teacher.
+RUN_FIGURES = ("data.png", "quality_vs_nfe.png", "gt_distance_vs_nfe.png", "rmse_vs_nfe.png", "report/training-cost.png")
 
 
 def publish_profile(reports: str | Path, profile: str, teachers: Iterable[str]) -> Path:
@@ -224,6 +227,10 @@ def publish_profile(reports: str | Path, profile: str, teachers: Iterable[str]) 
             stem = path.name.split(".", 1)[0]
             if "-" in stem and stem.split("-", 1)[1].removesuffix(SIDE_TABLE_SUFFIX) not in teachers:
                 path.unlink()
+    for path in [p for p in (target / "figures").rglob("*.png")]:  # only the profile's teachers' figures and the global ones
+        rel = path.relative_to(target / "figures").as_posix()
+        if rel not in RUN_FIGURES and not set(re.split(r"[-/]", rel.removesuffix(".png"))) & set(teachers):
+            path.unlink()
     keep = {p.name for p in run_notebooks(target / "notebooks", teachers)}
     for path in (target / "notebooks").glob("*.ipynb"):
         if path.name not in keep:

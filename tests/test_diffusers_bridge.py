@@ -82,12 +82,22 @@ def _bellman(field, noise, n_fine, k):
     return rollout.times[bellman_grid(euler_cost_matrix(rollout), k)]
 
 
+def _bespoke_times(field, noise):
+    """The time grid t_0..t_N of a (briefly) trained RK1 Bespoke solver: its steps without the learned scale."""
+    from flowlib import fit_bespoke
+
+    solver = fit_bespoke(field, noise[:64], nfe=5, base="rk1", iterations=10, progress=False).ema_model
+    with torch.no_grad():
+        return solver.values().t.double()
+
+
 def test_an_exported_grid_reaches_the_scheduler_exactly():
     field = ring_mixture()
     noise = torch.randn(100, 2, generator=torch.Generator().manual_seed(1))
     grids = {"uniform": uniform_grid(8),
              "bellman": _bellman(field, noise, 100, 6),
-             "uneven": torch.tensor([0.0, 0.03, 0.2, 0.61, 0.9, 1.0], dtype=torch.float64)}
+             "uneven": torch.tensor([0.0, 0.03, 0.2, 0.61, 0.9, 1.0], dtype=torch.float64),
+             "bespoke": _bespoke_times(field, noise)}
     for name, grid in grids.items():
         scheduler = export_grid(grid)
         sigmas = np.float32(1.0 - grid.numpy())

@@ -167,6 +167,10 @@ def test_a_profile_report_keeps_its_own_tables_and_notebooks(tmp_path):
     pd.DataFrame([row("euler", 1, 1.0, teacher="a")]).to_csv(reports / "results" / "baselines-a.csv", index=False)
     (reports / "summary.md").write_text("s")
     (reports / "screenshots").mkdir()
+    for name in ("data.png", "samples-img.png", "samples-a.png", "report/img-overview.png", "report/a-overview.png",
+                 "report/training-cost.png", "your-flow-comparison.png"):
+        (reports / "figures" / name).parent.mkdir(parents=True, exist_ok=True)
+        (reports / "figures" / name).write_bytes(b"png")
     assert [p.name for p in run_notebooks(reports / "notebooks", ["img"])] == ["00_data.ipynb", "01_teacher-img.ipynb"]
     assert stage_times(reports / "notebooks", ["img"])["notebook"].tolist() == ["00_data", "01_teacher-img"]
     assert set(merge_results(reports / "results", ["img"])["teacher"]) == {"img"}  # another profile's table stays out
@@ -176,6 +180,8 @@ def test_a_profile_report_keeps_its_own_tables_and_notebooks(tmp_path):
     assert sorted(p.name for p in (target / "metrics").iterdir()) == ["data.json"]
     assert sorted(p.name for p in (target / "notebooks").iterdir()) == ["00_data.ipynb", "01_teacher-img.ipynb"]
     assert (target / "summary.md").read_text() == "s" and not (target / "screenshots").exists()
+    assert sorted(p.relative_to(target / "figures").as_posix() for p in (target / "figures").rglob("*.png")) == [
+        "data.png", "report/img-overview.png", "report/training-cost.png", "samples-img.png"]
 
 
 def test_a_profile_block_gets_its_own_markers_in_the_readme(tmp_path):
