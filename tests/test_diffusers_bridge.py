@@ -145,3 +145,38 @@ def test_flowlib_euler_on_an_exported_boss_grid_with_sd3_equals_a_plain_diffuser
     assert (ours - theirs).abs().max() < 1e-5
     with pytest.raises(Exception, match="conditioning 'pooled_projections' has batch 2"):
         DiffusersVelocity(model, pooled_projections=torch.randn(2, 12))(noise, torch.zeros(3))
+
+
+def test_every_flowlib_method_runs_on_a_wrapped_sd3_transformer(tiny_sd3):
+    """Bespoke training, FlowTurbo's pseudo corrector and refiner, and FGM's generator (from the transformer's own
+    weights) on the tiny transformer: a few steps each, every NFE counted at the call."""
+    import copy
+
+    from flowlib import (
+        BespokeSampler,
+        FlowTurboSampler,
+        GeneratorSampler,
+        OneStepGenerator,
+        TrainConfig,
+        TrainData,
+        VelocityRefiner,
+        fit_bespoke,
+        train_fgm,
+        train_refiner,
+    )
+
+    model, cond = tiny_sd3
+    field = DiffusersVelocity(model, **cond).requires_grad_(False)
+    shape = (4, 8, 8)
+    noise = torch.randn(8, *shape, generator=torch.Generator().manual_seed(3))
+    quick = TrainConfig(steps=2, warmup=0, log_every=1, ckpt_every=2)
+    bespoke = fit_bespoke(field, noise, nfe=4, grid=11, iterations=2, val_every=1, progress=False).ema_model
+    refiner = train_refiner(field, VelocityRefiner(shape, {"arch": "mlp", "hidden": 16, "depth": 2}),
+                            TrainData(lambda n, g: torch.randn(n, *shape, generator=g), 4), quick, delta_max=0.15,
+                            progress=False).ema_model
+    generator = OneStepGenerator(copy.deepcopy(field).requires_grad_(True), 0.0)
+    generator = train_fgm(field, generator, TrainData(shape, 2), quick, progress=False).ema_model
+    for sampler, nfe in ((BespokeSampler(field, bespoke), 4), (FlowTurboSampler(field, "H1P1R1", refiner), 3),
+                         (GeneratorSampler(generator), 1)):
+        out = sampler(noise[:2])
+        assert out.shape == (2, *shape) and torch.isfinite(out).all() and sampler.nfe == nfe, sampler.name
