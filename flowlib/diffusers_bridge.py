@@ -9,8 +9,10 @@ model predicts noise − data = −v at timestep σ · num_train_timesteps. Ever
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -63,7 +65,8 @@ class DiffusersSampler(CountingSampler):
     the NFE is counted at the call. As in diffusers' pipelines, the noise enters at the schedule's first σ: 1 for
     FlowMatch Euler on a flowlib grid, 1 − 1/T (T = 1000) for the multistep schedulers' own flow sigmas, a bias of
     about 1e-3 that bounds their error from below at many steps. The schedule is the scheduler's own for `steps` steps, or, for
-    `FlowMatchEulerDiscreteScheduler` (and UniPC), an explicit flowlib time grid (`grid`), exported by `grid_to_sigmas`.
+    `FlowMatchEulerDiscreteScheduler`, an explicit flowlib time grid (`grid`), exported by `grid_to_sigmas`. (UniPC takes
+    sigmas too but moves σ = 1 to 1 − 1e-6, where its log-SNR is finite: `set_sigmas` refuses the changed schedule.)
 
     Args:
         velocity: v(x, t) in flowlib's convention; scheduler: a name of `SCHEDULERS` or a configured scheduler;
@@ -135,11 +138,10 @@ def set_sigmas(scheduler: Any, sigmas: Sequence[float], device: torch.device | N
         raise DiffusersBridgeError(f"{type(scheduler).__name__} would change the given sigmas ({', '.join(map(str, changes))}); "
                                    "build it with shift=1.0 and without dynamic shifting or sigma conversions "
                                    "(e.g. flowlib.diffusers_bridge.make_scheduler('flowmatch-euler')).")
-    try:
-        scheduler.set_timesteps(sigmas=list(sigmas), device=device)
-    except TypeError as exc:
+    if "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters:
         raise DiffusersBridgeError(f"{type(scheduler).__name__} takes no explicit sigmas; use "
-                                   "FlowMatchEulerDiscreteScheduler or UniPCMultistepScheduler.") from exc
+                                   "FlowMatchEulerDiscreteScheduler (flowlib.diffusers_bridge.export_grid).")
+    scheduler.set_timesteps(sigmas=np.asarray(sigmas, dtype=np.float64), device=device)
     expected = torch.tensor([*sigmas, 0.0], dtype=torch.float32)
     got = scheduler.sigmas.detach().cpu().to(torch.float32)
     if got.shape != expected.shape or not torch.equal(got, expected):
