@@ -88,6 +88,12 @@ class DiffusersSampler(CountingSampler):
         if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
             raise ArgumentError(f"steps must be an integer ≥ 1, got {steps!r}.")
         self.scheduler = make_scheduler(scheduler) if isinstance(scheduler, str) else scheduler
+        config = getattr(self.scheduler, "config", {})
+        if config.get("prediction_type", "flow_prediction") != "flow_prediction" or config.get("use_flow_sigmas") is False:
+            raise DiffusersBridgeError(f"{type(self.scheduler).__name__} is not in flow-matching form (prediction_type="
+                                       f"{config.get('prediction_type')!r}, use_flow_sigmas={config.get('use_flow_sigmas')}): "
+                                       "build it with prediction_type='flow_prediction', use_flow_sigmas=True, or pass a "
+                                       f"name of {SCHEDULERS}.")
         self.steps, self.sigmas = steps, grid_to_sigmas(grid) if grid is not None else None
         self.name = scheduler if isinstance(scheduler, str) else type(scheduler).__name__
         self._nfe = steps if steps is not None else len(self.sigmas)

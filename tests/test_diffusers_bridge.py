@@ -117,6 +117,8 @@ def test_a_scheduler_that_would_reshift_the_sigmas_is_refused():
         set_sigmas(DPMSolverMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True), [1.0, 0.5])
     with pytest.raises(DiffusersBridgeError, match=r"UniPCMultistepScheduler changed the given sigmas: asked \[1.0, 0.5, 0.0\]"):
         set_sigmas(make_scheduler("unipc"), [1.0, 0.5])  # it moves σ = 1 to 1 − 1e-6: refused, not passed on silently
+    with pytest.raises(DiffusersBridgeError, match="not in flow-matching form .*prediction_type='epsilon'"):
+        DiffusersSampler(ring_mixture(), DPMSolverMultistepScheduler(), steps=4)  # an epsilon model's scheduler
     with pytest.raises(DiffusersBridgeError, match="Unknown scheduler 'ddim'"):
         make_scheduler("ddim")
     with pytest.raises(Exception, match="exactly one of steps= .* or grid="):
