@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import torch
 
 from flowlib import AdaptiveSampler, ODESampler, TrainConfig, TrainData, build_model, train_teacher
+from flowlib.metrics import wall_time
 from flowlib.models import count_parameters
 
 SHAPE = (1, 28, 28)
@@ -29,36 +29,23 @@ TEACHERS = {
 }
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def measure(name: str, config: dict, batch: int, device: torch.device, steps: int, n_eval: int) -> dict:
     torch.manual_seed(0)
     model = build_model(SHAPE, config).to(device)
     data = TrainData(lambda n, g: torch.randn(n, *SHAPE, generator=g).to(device), batch)
     train_teacher(model, data, TrainConfig(steps=10, warmup=2, log_every=10), progress=False)  # warm-up (autotune)
-    sync()
-    start = time.perf_counter()
-    result = train_teacher(model, data, TrainConfig(steps=steps, warmup=10, log_every=steps), progress=False)
-    sync()
-    step_ms = 1e3 * (time.perf_counter() - start) / steps
+    result, seconds = wall_time(lambda: train_teacher(model, data, TrainConfig(steps=steps, warmup=10, log_every=steps),
+                                                      progress=False))
+    step_ms = 1e3 * seconds / steps
     teacher = result.ema_model.eval().requires_grad_(False)
     noise = torch.randn(n_eval, *SHAPE, device=device)
     euler = ODESampler(teacher, 10, "euler")
     with torch.no_grad():
         euler(noise)
-        sync()
-        start = time.perf_counter()
-        out = euler(noise)
-        sync()
-        euler_ms = 1e3 * (time.perf_counter() - start) / euler.nfe
+        out, seconds = wall_time(lambda: euler(noise))
+        euler_ms = 1e3 * seconds / euler.nfe
         gt = AdaptiveSampler(teacher, rtol=1e-5, atol=1e-5)
-        start = time.perf_counter()
-        gt(noise)
-        sync()
-        gt_s = time.perf_counter() - start
+        _, gt_s = wall_time(lambda: gt(noise))
     return {"teacher": name, "device": str(out.device), "params": count_parameters(model), "batch": batch,
             "train_ms_per_step": round(step_ms, 2), "train_flops_per_step": result.flops / max(result.steps, 1),
             "eval_batch": n_eval, "ms_per_nfe_at_eval_batch": round(euler_ms, 2), "dopri5_nfe": gt.nfe,

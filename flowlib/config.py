@@ -665,13 +665,19 @@ def load_params(path: str | Path = "params.yaml", smoke: bool | None = None) -> 
     return params
 
 
+def profile_file(name: str, root: Path | None = None) -> Path:
+    """`profiles/<name>.yaml`, or a `ConfigError` listing the profiles there."""
+    source = (root or repo_root()) / "profiles" / f"{name}.yaml"
+    if not source.is_file():
+        available = sorted(p.stem for p in source.parent.glob("*.yaml"))
+        raise ConfigError(f"No profile {name!r}; available: {available} (the default lives in git's params.yaml).")
+    return source
+
+
 def use_profile(name: str, root: Path | None = None) -> Path:
     """Validate `profiles/<name>.yaml` and copy it onto `params.yaml` (the active profile)."""
     root = root or repo_root()
-    source = root / "profiles" / f"{name}.yaml"
-    if not source.is_file():
-        available = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
-        raise ConfigError(f"No profile {name!r}; available: {available} (the default lives in git's params.yaml).")
+    source = profile_file(name, root)
     check_raw(read_yaml(source), f"profiles/{name}.yaml")
     text = source.read_text().replace(f"$schema=../{SCHEMA_FILE}", f"$schema={SCHEMA_FILE}", 1)
     write_text(root / "params.yaml", text)
@@ -680,12 +686,7 @@ def use_profile(name: str, root: Path | None = None) -> Path:
 
 def profile_teachers(name: str, root: Path | None = None) -> list[str]:
     """The teachers of `profiles/<name>.yaml` (validated), e.g. to pick a profile's tables out of reports/."""
-    root = root or repo_root()
-    source = root / "profiles" / f"{name}.yaml"
-    if not source.is_file():
-        available = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
-        raise ConfigError(f"No profile {name!r}; available: {available}.")
-    return list(check_raw(read_yaml(source), f"profiles/{name}.yaml").teachers)
+    return list(check_raw(read_yaml(profile_file(name, root)), f"profiles/{name}.yaml").teachers)
 
 
 def json_schema() -> str:

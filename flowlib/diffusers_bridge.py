@@ -169,6 +169,16 @@ def export_grid(grid: Sequence[float] | Tensor, num_train_timesteps: int = 1000)
 
 
 # -------------------------------------------------------------------------------------- diffusers -> flowlib
+def batched(conditioning: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+    """A model's conditioning for a batch of `n`: a one-row tensor repeated, an `n`-row one as it is, any other refused."""
+    out = {}
+    for key, value in conditioning.items():
+        if value.shape[0] not in (1, n):
+            raise ArgumentError(f"conditioning {key!r} has batch {value.shape[0]}, the samples {n}: give 1 or {n} rows.")
+        out[key] = value.expand(n, *value.shape[1:]) if value.shape[0] == 1 else value
+    return out
+
+
 class DiffusersVelocity(nn.Module):
     """A diffusers flow-matching transformer (SD3's `SD3Transformer2DModel`, or any model called as
     `model(hidden_states=x, timestep=σ·T, **conditioning)` that predicts noise − data) as a flowlib velocity field
@@ -188,13 +198,8 @@ class DiffusersVelocity(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         n = x.shape[0]
-        cond = {}
-        for key, value in self.conditioning.items():
-            if value.shape[0] not in (1, n):
-                raise ArgumentError(f"conditioning {key!r} has batch {value.shape[0]}, the samples {n}: give 1 or {n} rows.")
-            cond[key] = value.expand(n, *value.shape[1:]) if value.shape[0] == 1 else value
         timestep = ((1.0 - t.reshape(-1).to(x.dtype)) * self.num_train_timesteps).expand(n)
-        out = self.model(hidden_states=x, timestep=timestep, return_dict=False, **cond)[0]
+        out = self.model(hidden_states=x, timestep=timestep, return_dict=False, **batched(self.conditioning, n))[0]
         return -out
 
 
@@ -212,7 +217,7 @@ def diffusers_loop(model: nn.Module, scheduler: Any, noise: Tensor, **conditioni
         The final samples.
     """
     n, x = noise.shape[0], noise
-    cond = {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in conditioning.items()}
+    cond = batched(conditioning, n)
     for timestep in scheduler.timesteps:
         out = model(hidden_states=x, timestep=timestep.expand(n), return_dict=False, **cond)[0]
         x = scheduler.step(out, timestep, x, return_dict=False)[0]

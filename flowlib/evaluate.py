@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .artifacts import atomic_path, write_json
 from .errors import ArgumentError, FlowlibError, describe
+from .layout import SIDE_TABLE_SUFFIX, teacher_of
 from .metrics import QualityMetric, bootstrap_std, median_latency, rmse, sliced_wasserstein, time_call
 from .solvers.nfe import NonFiniteError
 from .solvers.samplers import Sampler
@@ -163,7 +164,6 @@ def write_results(rows: Iterable[dict[str, Any]], path: str | Path) -> pd.DataFr
     return df
 
 
-SIDE_TABLE_SUFFIX = "-latency"  # reports/results/<stage>-latency.csv: a side table, not result rows
 
 
 def write_side_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
@@ -190,7 +190,7 @@ def merge_results(results_dir: str | Path, teachers: Iterable[str] | None = None
     (`<stage>-<teacher>.csv`), so a profile's report never mixes in tables another profile left in the folder."""
     keep = None if teachers is None else set(teachers)
     files = sorted(f for f in Path(results_dir).glob("*.csv") if not f.stem.endswith(SIDE_TABLE_SUFFIX)
-                   and (keep is None or f.stem.split("-", 1)[-1] in keep))
+                   and (keep is None or teacher_of(f.stem) in keep))
     if not files:
         raise ResultError(f"No result tables under {results_dir}; run the pipeline (`dvc repro`) first.")
     return pd.concat([read_results(f) for f in files], ignore_index=True)

@@ -111,3 +111,17 @@ class Layout:
     def claims(self, paper: str, teacher: str, suffix: str = ".csv") -> Path:
         """A paper's claims table on one teacher (and its markdown with suffix .md)."""
         return self.reports / "claims" / f"{paper}-{teacher}{suffix}"
+
+
+SIDE_TABLE_SUFFIX = "-latency"  # reports/results/<stage>-<teacher>-latency.csv: a side table, not result rows
+
+
+def teacher_of(name: str) -> str | None:
+    """The teacher a per-teacher report file belongs to: `<stage>-<teacher>` (results, claims, metrics, executed
+    notebooks; a side table `<stage>-<teacher>-latency`), None for a stage-wide one (`data`, `00_data`, `06_report`).
+
+    >>> teacher_of("boss-digits.csv"), teacher_of("flowturbo-ring-latency"), teacher_of("00_data.ipynb")
+    ('digits', 'ring', None)
+    """
+    stem = name.split(".", 1)[0]
+    return stem.split("-", 1)[1].removesuffix(SIDE_TABLE_SUFFIX) if "-" in stem else None

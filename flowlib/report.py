@@ -19,7 +19,8 @@ import pandas as pd
 
 from .artifacts import write_text
 from .errors import FlowlibError
-from .evaluate import SIDE_TABLE_SUFFIX, sampler_label
+from .evaluate import sampler_label
+from .layout import teacher_of
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -143,7 +144,7 @@ def run_notebooks(notebooks_dir: str | Path, teachers: Iterable[str] | None = No
     stage-wide ones (`00_data`, `06_report`) and `<notebook>-<teacher>` of those teachers, not another profile's."""
     keep = None if teachers is None else set(teachers)
     return [p for p in sorted(Path(notebooks_dir).glob("*.ipynb"))
-            if keep is None or "-" not in p.stem or p.stem.split("-", 1)[1] in keep]
+            if keep is None or teacher_of(p.stem) in (None, *keep)]
 
 
 def stage_times(notebooks_dir: str | Path, teachers: Iterable[str] | None = None) -> pd.DataFrame:
@@ -210,32 +211,34 @@ RUN_FIGURES = ("data.png", "quality_vs_nfe.png", "gt_distance_vs_nfe.png", "rmse
 
 def publish_profile(reports: str | Path, profile: str, teachers: Iterable[str]) -> Path:
     """Copy a profile run's report from `reports/` to `reports/<profile>/` (replacing an older copy), keeping only the
-    profile's own tables, claims and notebooks, so that the default report and every profile's sit side by side."""
+    profile's own tables, claims, notebooks and figures, so that the default report and every profile's sit side by side."""
     reports, teachers = Path(reports), list(teachers)
     target = reports / profile
     if target.exists():
         shutil.rmtree(target)
+
+    def others(folder: str, names: list[str]) -> list[str]:  # what another profile left in the shared folders
+        return [n for n in names if (Path(folder) / n).is_file()
+                and not _profile_owns((Path(folder) / n).relative_to(reports).as_posix(), teachers)]
+
     for name in RUN_OUTPUTS:
         source = reports / name
         if source.is_dir():
-            shutil.copytree(source, target / name)
+            shutil.copytree(source, target / name, ignore=others)
         elif source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    for folder in ("results", "claims", "metrics"):  # drop the tables another profile left in the shared folders
-        for path in (target / folder).glob("*"):
-            stem = path.name.split(".", 1)[0]
-            if "-" in stem and stem.split("-", 1)[1].removesuffix(SIDE_TABLE_SUFFIX) not in teachers:
-                path.unlink()
-    for path in [p for p in (target / "figures").rglob("*.png")]:  # only the profile's teachers' figures and the global ones
-        rel = path.relative_to(target / "figures").as_posix()
-        if rel not in RUN_FIGURES and not set(re.split(r"[-/]", rel.removesuffix(".png"))) & set(teachers):
-            path.unlink()
-    keep = {p.name for p in run_notebooks(target / "notebooks", teachers)}
-    for path in (target / "notebooks").glob("*.ipynb"):
-        if path.name not in keep:
-            path.unlink()
     return target
+
+
+def _profile_owns(path: str, teachers: list[str]) -> bool:
+    """Whether a file of a run's folders (`path` relative to reports/) belongs to a profile with `teachers`: a figure
+    that names one of them or is stage-wide (`RUN_FIGURES`); a table, claims file, metrics file or executed notebook
+    of one of them (`<stage>-<teacher>`) or of a stage-wide step (`data`, `00_data`, `06_report`)."""
+    folder, _, rel = path.partition("/")
+    if folder == "figures" and rel.endswith(".png"):
+        return rel in RUN_FIGURES or bool(set(re.split(r"[-/]", rel.removesuffix(".png"))) & set(teachers))
+    return folder == "figures" or teacher_of(Path(rel).name) in (None, *teachers)
 
 
 

@@ -16,8 +16,17 @@ import pandas as pd
 
 from .claims import COLUMNS, VERDICTS, ClaimError
 from .errors import FlowlibError
+from .layout import teacher_of
 
 PAPERS = {"boss": "BOSS", "bespoke": "Bespoke solvers", "flowturbo": "FlowTurbo", "fgm": "Flow Generator Matching"}
+
+
+CARD_COLUMNS = ("paper", "claim_id", "claim", "paper's number", "verdict", "reason")  # the others: one per teacher
+
+
+def teacher_columns(card: pd.DataFrame) -> list[str]:
+    """The per-teacher verdict columns of a `scorecard` table."""
+    return [c for c in card.columns if c not in CARD_COLUMNS]
 
 
 class ScorecardError(FlowlibError, ValueError):
@@ -87,7 +96,7 @@ def summary(card: pd.DataFrame) -> pd.DataFrame:
 def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{teacher}.md") -> str:
     """The scorecard as markdown; each per-teacher verdict links to that claims file when `link` is given."""
     keys = {v: k for k, v in PAPERS.items()}
-    teachers = [c for c in card.columns if c not in {"paper", "claim_id", "claim", "paper's number", "verdict", "reason"}]
+    teachers = teacher_columns(card)
     shown = card.copy()
     if link:
         for t in teachers:
@@ -100,7 +109,7 @@ def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{t
 
 def claim_teachers(claims_dir: str | Path) -> list[str]:
     """The teachers that have claims files under `claims_dir` (`<paper>-<teacher>.csv`), in name order."""
-    names = {p.stem.split("-", 1)[1] for p in Path(claims_dir).glob("*.csv") if p.stem.split("-", 1)[0] in PAPERS}
+    names = {teacher_of(p.stem) for p in Path(claims_dir).glob("*.csv") if p.stem.split("-", 1)[0] in PAPERS}
     return sorted(names)
 
 
@@ -109,7 +118,7 @@ def verdict_shifts(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     profile's, e.g. Fashion-MNIST), and whether that verdict moved. `moved` is empty where either side did not test
     the claim conclusively (`not run`, `inconclusive`), `yes` where the verdicts differ, `no` where they agree."""
     card_a, card_b = scorecard(base), scorecard(other)
-    others = [c for c in card_b.columns if c not in {"paper", "claim_id", "claim", "paper's number", "verdict", "reason"}]
+    others = teacher_columns(card_b)
     out = card_a[["paper", "claim_id", "claim", "verdict"]].rename(columns={"verdict": "default (all teachers)"})
     out = out.merge(card_b[["paper", "claim_id", *others]], on=["paper", "claim_id"], how="outer")
     moved = []
