@@ -28,7 +28,7 @@ endif
 test: lint
 	$(BIN)/python -m pytest
 
-# JupyterLab in headless Chromium runs every notebook a reader opens (01b, 04, 06, 07, explore) and checks figures,
+# JupyterLab in headless Chromium runs every notebook a reader opens (01b, 04, 06, 07, 08, explore) and checks figures,
 # widgets, errors and the explorer's controls (tests_browser/). CI (.ci/run) runs it after `make test`.
 # Installs Debian's chromium (apt-get, as root) and Playwright's Python package; screenshots in reports/screenshots/.
 test-browser: $(STAMP)

@@ -36,8 +36,8 @@ SHOTS = ROOT / "reports" / "screenshots"
 PREPARE = [("00_data", {}), ("01_teacher", {"teacher": "digits"}), ("01_teacher", {"teacher": "ring"}),
            ("01b_baselines", {}), ("02_boss", {}), ("03_bespoke", {}), ("04_flowturbo", {}), ("05_fgm", {}),
            ("05b_combos", {})]
-# what a reader opens: the baselines, a method notebook, the report, your own flow and the explorer
-OPENED = ["01b_baselines", "04_flowturbo", "06_report", "07_your_flow", "explore"]
+# what a reader opens: the baselines, a method notebook, the report, your own flow, diffusers and the explorer
+OPENED = ["01b_baselines", "04_flowturbo", "06_report", "07_your_flow", "08_diffusers", "explore"]
 PROGRESS = {"01b_baselines", "04_flowturbo"}  # notebooks whose training/evaluation shows a tqdm widget
 FIGURE_REPR = re.compile(r"<Figure size [^>]*>|<Axes: [^>]*>|<seaborn\.axisgrid\.\w+ object at [^>]*>")
 IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
