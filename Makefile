@@ -6,19 +6,21 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
+# processes per stage: NPROC > 1 runs every stage's trainers data-parallel under torchrun (one GPU each; flowlib.launch)
+NPROC  ?= 1
 
-.PHONY: repro test test-browser lint install lab bench your-flow diffusers clean-venv fashion-data
+.PHONY: repro test test-profiles test-browser lint install lab bench your-flow diffusers clean-venv fashion-data
 
 repro: $(STAMP)
 ifneq ($(PROFILE),)
 	$(BIN)/python -m flowlib.config use $(PROFILE)
 endif
-ifeq ($(PROFILE),fashion)
+ifneq ($(filter fashion fashion-gpu,$(PROFILE)),)
 	$(MAKE) --no-print-directory fashion-data
 endif
 	mkdir -p data  # tracked by data.dvc: empty in the default profile, CIFAR-10 + Inception for cifar10
 	[ -n "$$(ls -A data)" ] || $(BIN)/dvc commit --force --quiet data.dvc  # the empty folder's entry in the cache: `dvc status` stays clean
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" FLOWLIB_NPROC=$(NPROC) $(BIN)/dvc repro
 ifeq ($(PROFILE),)
 	$(BIN)/python -m flowlib.report readme
 else
@@ -27,6 +29,12 @@ endif
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The profile smokes: the fashion and cifar10 pipelines end to end at smoke sizes (every stage notebook under papermill on
+# small files made in the test; marked profile_smoke, left out of `make test` to keep it within five minutes on 2 cores).
+# CI (.ci/run) runs them after `make test`; about three minutes.
+test-profiles: $(STAMP)
+	$(BIN)/python -m pytest -m profile_smoke tests
 
 # JupyterLab in headless Chromium runs every notebook a reader opens (01b, 04, 06, 07, 08, explore) and checks figures,
 # widgets, errors and the explorer's controls (tests_browser/). CI (.ci/run) runs it after `make test`.

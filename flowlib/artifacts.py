@@ -179,7 +179,9 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, kind: str | None = None) 
     `obj` may hold only what weights-only loading accepts (tensors, numbers, strings, None, lists, tuples,
     dicts); anything else (a numpy scalar, a dataclass, a function) is refused before a byte is written.
     A dict records its `kind` (one of `KINDS`; default: the kind its keys imply), which typed loaders check.
+    Tensors are written from the host, so a file is the same whichever device trained it.
     """
+    obj = torch.utils._pytree.tree_map(lambda x: x.cpu() if isinstance(x, torch.Tensor) else x, obj)
     if isinstance(obj, dict):
         kind = kind or infer_kind(obj)
         if kind not in KINDS:

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .artifacts import write_text
 from .data import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS, heldout_size
+from .device import DEVICE_PATTERN, resolve_device
 from .diffusers_bridge import SCHEDULERS
 from .errors import FlowlibError
 from .flow import TrainConfig, TrainConfigError
@@ -119,6 +121,8 @@ class EvalParams(Section):
     latency_batch: PositiveInt = Field(256, description="the batch every row's latency is measured at")
     n_ref: int = Field(10_000, ge=2, strict=True, description="size of the teacher's ground-truth reference, and of the "
                        "noise every sampler also runs on for gt_distance")
+    chunk: PositiveInt | None = Field(None, description="samples per sampler call, ground-truth solve and feature "
+                                      "batch (bounded memory on a GPU); null: the whole batch at once")
     reference_seed: NonNegativeInt = Field(2024, description="noise of the ground-truth reference draw")
     distance_seed: NonNegativeInt = Field(99, description="noise the samplers run on for gt_distance")
     bootstrap: NonNegativeInt = Field(10, description="bootstrap resamples behind each noise band (0: no band)")
@@ -383,6 +387,9 @@ class ParamsFile(Section):
     """The structure of params.yaml (and of every file under profiles/)."""
 
     profile: str = "default"
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="where every stage computes: auto (CUDA when "
+                        "available, else the CPU), cpu, cuda (under torchrun: this process's GPU) or cuda:N; the "
+                        "environment variable FLOWLIB_DEVICE overrides it")
     paths: PathsParams = Field(default_factory=PathsParams)
     data: DataParams = Field(default_factory=DataParams)
     eval: EvalParams = Field(default_factory=EvalParams)
@@ -427,6 +434,13 @@ class Params:
     fgm: FGMParams = field(default_factory=FGMParams)
     combos: CombosParams = field(default_factory=CombosParams)
     smoke: bool = False
+    device: str = "auto"
+    output_root: Path | None = None  # the folder artifacts/ and reports/ are under (root, the smoke dir, a rank's scratch)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device the `device` setting (or FLOWLIB_DEVICE) resolves to on this machine, or a `DeviceError`."""
+        return resolve_device(self.device)
 
     @property
     def layout(self) -> Layout:
@@ -598,8 +612,9 @@ def parse_params(raw: dict[str, Any], root: Path, smoke: bool = False, smoke_dir
     if smoke and pf.smoke:
         pf = ParamsFile.model_validate(_deep_update(raw, pf.smoke))
     base = smoke_dir if smoke and smoke_dir is not None else root
+    base = Path(os.environ.get("FLOWLIB_OUTPUT_DIR") or base)  # set by flowlib.launch for ranks > 0: their scratch
     return Params(profile=pf.profile, root=root, artifacts=base / pf.paths.artifacts, reports=base / pf.paths.reports,
-                  smoke=smoke, **{name: getattr(pf, name) for name in SECTIONS})
+                  smoke=smoke, device=pf.device, output_root=base, **{name: getattr(pf, name) for name in SECTIONS})
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -76,6 +76,7 @@ def evaluate(
     train_seconds: float = 0.0,
     timing_repeats: int = 5,
     latency_batch: int = 256,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """Run `sampler(noise)`, time it, and score quality (vs the dataset) and RMSE (vs `ground_truth`).
 
@@ -84,16 +85,16 @@ def evaluate(
     output when it is already known, as for the ground truth itself). `bootstrap` resamples give the `*_std`
     noise bands (NaN without). `nfe` is the sampler's measured count on the evaluation call. `ms_per_sample` is
     `sampler_latency`: the median of `timing_repeats` timed runs at batch `latency_batch`, the same for every row.
+    `chunk`: the sampler runs on that many noises at a time (`sample_in_chunks`; None: all at once).
     """
-    samples = sampler(noise)
-    nfe = int(sampler.nfe)
+    samples, nfe = sample_in_chunks(sampler, noise, chunk)
     seconds_per_sample = sampler_latency(sampler, noise, latency_batch, timing_repeats)
     if not torch.isfinite(samples).all():
         raise ResultError(f"Sampler {sampler.name!r} produced NaN or inf samples.")
     quality, quality_std = _band(metric, samples, bootstrap, seed=1)
     gt_distance = gt_distance_std = math.nan
     if reference is not None:
-        far = reference_samples if reference_samples is not None else sampler(reference.noise)
+        far = reference_samples if reference_samples is not None else sample_in_chunks(sampler, reference.noise, chunk)[0]
         gt_distance, gt_distance_std = _band(reference.metric, far, bootstrap, seed=2)
     row = {
         "dataset": dataset,
@@ -114,6 +115,19 @@ def evaluate(
     }
     validate_row(row)
     return row
+
+
+def sample_in_chunks(sampler: Sampler, noise: Tensor, chunk: int | None = None) -> tuple[Tensor, int]:
+    """`sampler(noise)` run `chunk` noises at a time (bounded memory; all at once when `chunk` is None or not smaller
+    than the batch), and its NFE: the most any call spent (a fixed-grid sampler spends the same on every call; the
+    adaptive one chooses its steps per call, so its chunked solve is its own, slightly different, ground truth)."""
+    if chunk is None or len(noise) <= chunk:
+        return sampler(noise), int(sampler.nfe)
+    parts, nfe = [], 0
+    for part in noise.split(chunk):
+        parts.append(sampler(part))
+        nfe = max(nfe, int(sampler.nfe))
+    return torch.cat(parts), nfe
 
 
 def sampler_latency(sampler: Sampler, noise: Tensor, batch: int = 256, repeats: int = 5) -> float:

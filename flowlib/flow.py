@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint
+from .device import autocast, check_precision, device_of, shard, sharding
 from .errors import ArgumentError, FlowlibError, describe, exception_line, require_int
 
 
@@ -40,6 +41,7 @@ def flow_matching_loss(model: nn.Module, x1: Tensor, generator: torch.Generator 
     """Conditional flow-matching loss E_t,x0 ||v(x_t, t) - (x1 - x0)||^2, mean over dims and batch."""
     x0 = torch.randn(x1.shape, generator=generator).to(x1)
     t = torch.rand(x1.shape[0], generator=generator).to(x1)
+    x0, x1, t = shard(x0, x1, t)  # this process's share of the global batch (all of it outside torchrun)
     xt, target = linear_path(x0, x1, t)
     return (model(xt, t) - target).pow(2).mean()
 
@@ -59,8 +61,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        """One foreach lerp over every parameter (a single kernel launch per dtype on a GPU), buffers copied."""
+        ema_params = list(self.model.parameters())
+        if ema_params:
+            torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - self.decay)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
 
@@ -94,6 +98,9 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1, strict=True, description="stop after this many validations without a relative "
                           "improvement of rel_tol over the best so far (the plateau)")
     rel_tol: float = Field(0.01, ge=0, lt=1, description="relative improvement of the validation score that counts as progress")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 autocast of the loss (a GPU's fast path; "
+                                                "refused where the device has no bf16)")
+    compile: bool = Field(False, description="compile the network's forward with torch.compile (worth it on a GPU)")
 
     def __init__(self, **values: Any):
         try:
@@ -280,16 +287,134 @@ def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int
     return identity(probe)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world_size), initialising the process group when launched by torchrun with WORLD_SIZE > 1."""
+def distributed(device: torch.device | None = None) -> tuple[int, int]:
+    """(rank, world_size) of this process: (0, 1) unless launched by torchrun with WORLD_SIZE > 1, in which case the
+    process group is initialised once (NCCL for a CUDA model, gloo otherwise) and a CUDA process is pinned to its
+    `LOCAL_RANK` GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        cuda = device is not None and device.type == "cuda"
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def data_parallel(module: nn.Module, world: int) -> nn.Module:
+    """`module` wrapped in DistributedDataParallel (it broadcasts rank 0's weights now and averages gradients in every
+    backward), or `module` itself in a single process."""
+    if world == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = device_of(module)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def average_gradients(module: nn.Module, world: int) -> None:
+    """All-reduce and average the gradients of a module that is not used through `forward` (a Bespoke solver), which
+    DDP cannot wrap: the same gradient DDP would give."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _fast_kernels(model: nn.Module, device: torch.device) -> None:
+    """On a GPU: TF32 matrix products and channels_last memory for convolutional nets (no effect on the CPU)."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)
+
+
+class LossMonitor:
+    """The training loss kept on the device between reads, so a step never waits for the host: the running sum since
+    the last read, and the first step whose loss was NaN, infinite or (with `max_loss`) exploding. `read()` and
+    `check()` synchronise (every `log_every` steps, before a validation and before a checkpoint) and raise
+    `TrainingDivergedError` for a bad step, so nothing is written after one. Under torchrun both are reduced over the
+    ranks: the logged loss is the global batch's, and every rank stops together when any one diverged."""
+
+    def __init__(self, config: TrainConfig, desc: str, world: int = 1):
+        self.config, self.desc, self.world = config, desc, world
+        self.total: Tensor | None = None
+        self.count = 0
+        self.bad_step: Tensor | None = None   # +inf while every loss was good
+        self.bad_value: Tensor | None = None  # the first bad loss (0 while none)
+
+    def add(self, loss: Tensor, step: int) -> None:
+        value = loss.detach().double()
+        bad = ~torch.isfinite(value)
+        if self.config.max_loss is not None:
+            bad = bad | (value.abs() > self.config.max_loss)
+        if self.bad_step is None:
+            self.bad_step, self.bad_value = torch.full_like(value, math.inf), torch.zeros_like(value)
+        first = bad & torch.isinf(self.bad_step)
+        self.bad_step = torch.where(first, torch.full_like(value, step), self.bad_step)
+        self.bad_value = torch.where(first, value, self.bad_value)
+        self.total = value if self.total is None else self.total + value
+        self.count += 1
+
+    def _reduce(self, tensor: Tensor, op: str) -> Tensor:
+        if self.world == 1:
+            return tensor
+        import torch.distributed as dist
+
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+        return tensor
+
+    def check(self) -> None:
+        """Raise `TrainingDivergedError` if any loss since the start was bad, on any rank (one host sync)."""
+        if self.bad_step is None:
+            return
+        bad_step = self._reduce(self.bad_step, "MIN")
+        if math.isinf(float(bad_step)):
+            return
+        step, value, config = int(bad_step), float(self._reduce(self.bad_value, "SUM")), self.config
+        what = ("NaN" if math.isnan(value) else "infinite" if math.isinf(value)
+                else f"{value:.3g}, beyond max_loss={config.max_loss:g} (exploding)")
+        raise TrainingDivergedError(
+            f"{self.desc}: loss became {what} at step {step}. Lower the learning rate (lr={config.lr}), tighten grad_clip "
+            f"(={config.grad_clip}), or check the inputs for NaNs; the last checkpoint (if any) holds the last good state.")
+
+    def read(self) -> float:
+        """The mean loss since the last read (after `check`), and a fresh start."""
+        self.check()
+        mean = float(self._reduce(self.total, "SUM") / (self.count * self.world))
+        self.total, self.count = None, 0
+        return mean
+
+
+@dataclass
+class _Progress:
+    """What a run has done so far: all of it goes into the checkpoint, and a resume restores it."""
+
+    step: int = 0
+    history: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    costs: dict[str, float] = field(default_factory=lambda: {"step": 0.0, "val": 0.0})
+    done: bool = False
+
+
+def run_fingerprint(config: TrainConfig, model: nn.Module, world: int, validated: bool, stop_at_plateau: bool,
+                    companions: dict[str, Any], run_config: dict | None) -> tuple[str, dict[str, str]]:
+    """The hash of everything that decides a run's result, and the hash of each part (to say what changed)."""
+    parts = {"train": config.model_dump(), "world": world, "validated": validated, "stop": stop_at_plateau,
+             "model": architecture(model),
+             "companions": {key: architecture(obj) for key, obj in companions.items() if isinstance(obj, nn.Module)},
+             **{f"run.{key}": value for key, value in (run_config or {}).items()}}
+    return config_hash(parts), {key: config_hash(value) for key, value in parts.items()}
 
 
 def train(
@@ -306,8 +431,9 @@ def train(
     callback: Callable[[int, nn.Module], None] | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     stop_at_plateau: bool = True,
+    wrap: bool = True,
 ) -> TrainResult:
-    """Minimise `loss_fn(model, generator)` with AdamW for at most `config.steps` steps.
+    """Minimise `loss_fn(model, generator)` with AdamW for at most `config.steps` steps, on the device of `model`.
 
     **Stopping rule.** With `validate` and `config.val_every`, the EMA model is scored by `validate(ema_model)` (lower
     is better, on held-out data) at step 0 and every `val_every` steps; the best-scoring EMA weights are kept, and the
@@ -316,145 +442,103 @@ def train(
     before the cap. `stop_at_plateau=False` only measures (the teacher: trained to its cap, the last EMA kept,
     `converged` = its validation score had plateaued by the end).
 
-    With `ckpt_dir`, the full training state (the rule's included) is saved atomically to `ckpt_dir/last.pt` every
-    `config.ckpt_every` steps and at the end; a later call with the same `config` and `run_config` resumes
-    from it (a different config starts afresh, so a stale checkpoint is never silently continued).
-    Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel, each rank draws its
-    own minibatches and only rank 0 writes checkpoints.
+    **Resume.** With `ckpt_dir`, the full training state (the rule's included) is saved atomically to
+    `ckpt_dir/last.pt` every `config.ckpt_every` steps and at the end; a later call whose `run_fingerprint` matches
+    resumes from it (a different one starts afresh and says which part changed).
+
+    **Speed.** The loss stays on the device and is read every `config.log_every` steps (`LossMonitor`); the EMA is one
+    foreach update; `config.precision: bf16` autocasts the loss; on a GPU, TF32 and channels_last (convolutional
+    nets); `config.compile` compiles the network's forward.
+
+    **Several processes.** Under torchrun (WORLD_SIZE > 1) the network is wrapped in DistributedDataParallel (`wrap`;
+    a module not used through `forward`, such as a Bespoke solver, has its gradients averaged by hand instead). Every
+    rank draws the same global batch from the same seed and `loss_fn` keeps its share through `flowlib.device.shard`,
+    so N processes follow the single-process run on the same global batch; only rank 0 writes.
 
     `companions`: objects that `loss_fn` updates itself (e.g. FGM's online model and its optimiser), saved and
     restored with the checkpoint through their `state_dict` / `load_state_dict`. A NaN, infinite or (with
-    `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything is written, so the last
+    `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything more is written, so the last
     checkpoint stays the last good state. `callback(step, ema_model)` runs at every logged step (monitoring).
     The cost in FLOPs is counted on the first step and the first validation of the call and scaled by their counts.
     """
     companions = companions or {}
-    rank, world = _distributed()
+    device = device_of(model)
+    check_precision(config.precision, device)
+    rank, world = distributed(device)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+    generator = torch.Generator().manual_seed(config.seed)  # one stream on every rank: the global batch
+    _fast_kernels(model, device)
+    net = data_parallel(model, world) if wrap else model   # DDP broadcasts rank 0's weights: before the EMA copy
+    if config.compile:
+        net = torch.compile(net)
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=optimizer_betas)
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    parts = {"train": config.model_dump(), "world": world, "validated": validate is not None, "stop": stop_at_plateau,
-             "model": architecture(model),
-             "companions": {key: architecture(obj) for key, obj in companions.items() if isinstance(obj, nn.Module)},
-             **{f"run.{key}": value for key, value in (run_config or {}).items()}}
-    fingerprint = config_hash(parts)
-    part_hashes = {key: config_hash(value) for key, value in parts.items()}
-    ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
     rule = StoppingRule(config.patience, config.rel_tol) if validate is not None and config.val_every else None
-    step, history, seconds, costs, done = 0, [], 0.0, {"step": 0.0, "val": 0.0}, False
-    if ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, kind="trainer")
-        if state.get("fingerprint") == fingerprint:
-            try:
-                model.load_state_dict(state["model"])
-                ema.model.load_state_dict(state["ema"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                generator.set_state(state["generator"][rank] if rank < len(state["generator"]) else state["generator"][0])
-                for key, obj in companions.items():
-                    obj.load_state_dict(state["companions"][key])
-                step, history, seconds = state["step"], state["history"], state["seconds"]
-                costs, done = dict(state["costs"]), state["done"]
-                if rule is not None:
-                    rule.load_state_dict(state["rule"])
-            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-                raise CheckpointError(f"{ckpt_path} matches this run's configuration but cannot be resumed "
-                                      f"({exception_line(exc)}); delete it to "
-                                      "train from scratch.") from None
-        elif rank == 0:
-            saved = state.get("fingerprint_parts", {})
-            changed = sorted(k.removeprefix("run.") for k in set(saved) | set(part_hashes) if saved.get(k) != part_hashes.get(k))
-            print(f"[flowlib] {ckpt_path} belongs to a different configuration ({', '.join(changed) or 'older format'} "
-                  "changed); training from scratch.")
-    resumed_from = step
-
-    net: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model)
+    fingerprint, part_hashes = run_fingerprint(config, model, world, validate is not None, stop_at_plateau, companions,
+                                               run_config)
+    ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
+    trainables = {"model": model, "ema": ema.model, "optimizer": optimizer, "scheduler": scheduler}
+    run = _resume(ckpt_path, fingerprint, part_hashes, trainables, companions, generator, rule, rank)
+    resumed_from = run.step
 
     def checkpoint() -> None:
-        if ckpt_path is None:
-            return
-        gen_states = [generator.get_state()]
-        if world > 1:
-            import torch.distributed as dist
-
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, generator.get_state())
-            gen_states = gathered
-        if rank == 0:
-            save_checkpoint(
-                {
-                    "fingerprint": fingerprint,
-                    "fingerprint_parts": part_hashes,
-                    "step": step,
-                    "model": model.state_dict(),
-                    "ema": ema.model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": gen_states,
-                    "history": history,
-                    "seconds": seconds,
-                    "costs": costs,
-                    "done": done,
-                    "rule": rule.state_dict() if rule is not None else None,
-                    "companions": {key: obj.state_dict() for key, obj in companions.items()},
-                },
-                ckpt_path,
-                kind="trainer",
-            )
+        if ckpt_path is not None and rank == 0:
+            save_checkpoint({"fingerprint": fingerprint, "fingerprint_parts": part_hashes, "step": run.step,
+                             **{key: obj.state_dict() for key, obj in trainables.items()},
+                             "companions": {key: obj.state_dict() for key, obj in companions.items()},
+                             "generator": [generator.get_state()], "history": run.history, "seconds": run.seconds,
+                             "costs": run.costs, "done": run.done, "rule": rule.state_dict() if rule is not None else None},
+                            ckpt_path, kind="trainer")
 
     def score() -> None:
         """One validation of the EMA model under the stopping rule (its cost counted once per call)."""
-        nonlocal done
-        was_training = ema.model.training
         ema.model.eval()
         with torch.no_grad():
-            if not costs["val"]:
-                value, costs["val"] = count_flops(lambda: float(validate(ema.model)))
+            if not run.costs["val"]:
+                value, run.costs["val"] = count_flops(lambda: float(validate(ema.model)))
             else:
                 value = float(validate(ema.model))
-        ema.model.train(was_training)
-        rule.update(step, value, ema.model.state_dict())
-        done = done or (stop_at_plateau and rule.plateau)
+        rule.update(run.step, value, ema.model.state_dict())
+        run.done = run.done or (stop_at_plateau and rule.plateau)
 
     if rule is not None and not rule.history:
         score()
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc=desc, disable=not progress or rank != 0, mininterval=1.0)
-    running, count = 0.0, 0
-    while step < config.steps and not done:
+    step_fn = partial(_step, net, model, loss_fn, generator, optimizer, config, device, rank, world, wrap)
+    monitor = LossMonitor(config, desc, world)
+    bar = tqdm(total=config.steps, initial=run.step, desc=desc, disable=not progress or rank != 0, mininterval=1.0)
+    while run.step < config.steps and not run.done:
         start = time.perf_counter()
-        if not costs["step"]:
-            loss, costs["step"] = count_flops(partial(_step, net, model, loss_fn, generator, optimizer, config, step, desc))
+        if not run.costs["step"]:
+            loss, run.costs["step"] = count_flops(step_fn)
         else:
-            loss = _step(net, model, loss_fn, generator, optimizer, config, step, desc)
+            loss = step_fn()
         scheduler.step()
         ema.update(model)
-        seconds += time.perf_counter() - start
-        step += 1
-        running, count = running + loss, count + 1
-        if step % config.log_every == 0 or step == config.steps:
-            history.append((step, running / count))
-            bar.set_postfix(loss=f"{running / count:.4f}")
-            running, count = 0.0, 0
+        monitor.add(loss, run.step)
+        run.seconds += time.perf_counter() - start
+        run.step += 1
+        last = run.step == config.steps
+        if run.step % config.log_every == 0 or last:
+            run.history.append((run.step, monitor.read()))
+            bar.set_postfix(loss=f"{run.history[-1][1]:.4f}")
             if callback is not None and rank == 0:
-                callback(step, ema.model)
-        if rule is not None and (step % config.val_every == 0 or step == config.steps):
+                callback(run.step, ema.model)
+        if rule is not None and (run.step % config.val_every == 0 or last):
+            monitor.check()
             score()
-            bar.set_postfix(loss=f"{history[-1][1]:.4f}" if history else "-", val=f"{rule.best:.4g}")
+            bar.set_postfix(loss=f"{run.history[-1][1]:.4f}" if run.history else "-", val=f"{rule.best:.4g}")
         bar.update(1)
-        if step % config.ckpt_every == 0 or step == config.steps or done:
+        if run.step % config.ckpt_every == 0 or last or run.done:
+            monitor.check()
             checkpoint()
     bar.close()
+    monitor.check()
     model.eval()
-    result = TrainResult(model, ema.model, history, seconds, resumed_from, steps=step)
-    result.flops = costs["step"] * step + costs["val"] * (len(rule.history) if rule is not None else 0)
+    result = TrainResult(model, ema.model, run.history, run.seconds, resumed_from, steps=run.step)
+    result.flops = run.costs["step"] * run.step + run.costs["val"] * (len(rule.history) if rule is not None else 0)
     if rule is not None:
         result.val_history, result.best_step, result.best_value = list(rule.history), rule.best_step, rule.best
         result.converged = rule.plateau
@@ -463,30 +547,56 @@ def train(
     return result
 
 
+def _resume(ckpt_path: Path | None, fingerprint: str, part_hashes: dict[str, str], trainables: dict[str, Any],
+            companions: dict[str, Any], generator: torch.Generator, rule: StoppingRule | None, rank: int) -> _Progress:
+    """The progress saved in `ckpt_path` with every trainable restored, when its fingerprint is this run's; else a
+    fresh start (saying which part of the fingerprint changed)."""
+    if ckpt_path is None or not ckpt_path.exists():
+        return _Progress()
+    state = load_checkpoint(ckpt_path, kind="trainer")
+    if state.get("fingerprint") != fingerprint:
+        if rank == 0:
+            saved = state.get("fingerprint_parts", {})
+            changed = sorted(k.removeprefix("run.") for k in set(saved) | set(part_hashes) if saved.get(k) != part_hashes.get(k))
+            print(f"[flowlib] {ckpt_path} belongs to a different configuration ({', '.join(changed) or 'older format'} "
+                  "changed); training from scratch.")
+        return _Progress()
+    try:
+        for key, obj in trainables.items():
+            obj.load_state_dict(state[key])
+        for key, obj in companions.items():
+            obj.load_state_dict(state["companions"][key])
+        generator.set_state(state["generator"][0])
+        if rule is not None:
+            rule.load_state_dict(state["rule"])
+        return _Progress(state["step"], state["history"], state["seconds"], dict(state["costs"]), state["done"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt_path} matches this run's configuration but cannot be resumed "
+                              f"({exception_line(exc)}); delete it to train from scratch.") from None
+
+
 def _step(net: nn.Module, model: nn.Module, loss_fn: Callable[[nn.Module, torch.Generator], Tensor],
-          generator: torch.Generator, optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, desc: str) -> float:
-    """One optimiser step: loss, divergence check, backward, clipping, update. Returns the loss value."""
-    loss = loss_fn(net, generator)
-    check_loss(loss, step, config, desc)
+          generator: torch.Generator, optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device,
+          rank: int, world: int, wrapped: bool) -> Tensor:
+    """One optimiser step on this rank's share of the global batch: loss (autocast), backward, gradient averaging
+    where DDP does not do it, clipping, update. Returns the loss, still on the device."""
+    with sharding(rank, world), autocast(device, config.precision):
+        loss = loss_fn(net, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if not wrapped:
+        average_gradients(model, world)
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
-    return loss.item()
+    return loss
 
 
 def check_loss(loss: Tensor, step: int, config: TrainConfig, desc: str) -> None:
-    """Raise `TrainingDivergedError` for a NaN or infinite loss, or one beyond `config.max_loss` (exploding)."""
-    if not torch.isfinite(loss):
-        what = "NaN" if torch.isnan(loss) else "infinite"
-    elif config.max_loss is not None and abs(loss.item()) > config.max_loss:
-        what = f"{loss.item():.3g}, beyond max_loss={config.max_loss:g} (exploding)"
-    else:
-        return
-    raise TrainingDivergedError(
-        f"{desc}: loss became {what} at step {step}. Lower the learning rate (lr={config.lr}), tighten grad_clip "
-        f"(={config.grad_clip}), or check the inputs for NaNs; the last checkpoint (if any) holds the last good state."
-    )
+    """Raise `TrainingDivergedError` for a NaN or infinite loss, or one beyond `config.max_loss` (exploding): the
+    immediate check of a loss that a caller reads anyway (the trainer's own loss goes through `LossMonitor`)."""
+    monitor = LossMonitor(config, desc)
+    monitor.add(loss, step)
+    monitor.check()
 
 
 def train_teacher(
@@ -529,10 +639,12 @@ def train_teacher(
     if heldout is not None:
         run["heldout"] = identity(heldout)
 
-    def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
-        return flow_matching_loss(net, sample_batch(batch_size, generator), generator)
+    device = device_of(model)
 
-    validate = None if heldout is None else partial(heldout_flow_matching_loss, x1=heldout)
+    def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
+        return flow_matching_loss(net, sample_batch(batch_size, generator).to(device), generator)
+
+    validate = None if heldout is None else partial(heldout_flow_matching_loss, x1=heldout.to(device))
     return train(model, loss_fn, config, ckpt_dir, run_config=run, progress=progress, desc="teacher",
                  validate=validate, stop_at_plateau=False)
 

@@ -50,6 +50,10 @@ class Layout:
         """The feature classifier behind a grey dataset's Fréchet distance (stage data)."""
         return self.artifacts / "features" / f"{dataset}_classifier.pt"
 
+    def feature_stats(self, dataset: str) -> Path:
+        """The mean and covariance of an image dataset's training split in its FID feature space (stage data)."""
+        return self.artifacts / "features" / f"{dataset}_stats.pt"
+
     def teacher(self, teacher: str, file: str = "teacher.pt") -> Path:
         """A file of the teacher stage: teacher.pt, meta.json, ground_truth.pt, reference.pt, last.pt."""
         return self.stage("teachers", teacher) / file

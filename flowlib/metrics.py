@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .artifacts import sha256_file
+from .device import chunked, device_of
 from .errors import FlowlibError
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
@@ -51,6 +52,28 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     diff = mu_a - mu_b
     eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real.clip(min=0)
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(eigenvalues).sum())
+
+
+def frechet_distance_to(features: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> float:
+    """`frechet_distance` of the Gaussian fitted to an [N, D] feature matrix to `stats`.
+
+    With no more samples than dimensions (N ≤ D, e.g. a few hundred Inception features of 2,048 dimensions), the sample
+    covariance is Yᵀ Y with Y the [N, D] centred features / √(N − 1), and the non-zero eigenvalues of S Yᵀ Y are those of
+    the symmetric N x N matrix Y S Yᵀ: the same value from an N x N eigenproblem instead of a D x D one (seconds per
+    score become milliseconds). Otherwise the plain formula on both covariances.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    if n > d:
+        return frechet_distance(gaussian_stats(f), stats)
+    if n < 2:
+        raise MetricError(f"Features must be [N>=2, D], got shape {f.shape}.")
+    mu_r, cov_r = stats
+    mu = f.mean(axis=0)
+    y = (f - mu) / np.sqrt(n - 1)
+    eigenvalues = np.linalg.eigvalsh(y @ cov_r @ y.T).clip(min=0)
+    diff = mu - mu_r
+    return float(diff @ diff + (y * y).sum() + np.trace(cov_r) - 2 * np.sqrt(eigenvalues).sum())
 
 
 class FeatureExtractor(Protocol):
@@ -121,13 +144,16 @@ def train_feature_classifier(
 class ClassifierFeatures:
     """Penultimate-layer features of a trained classifier (`fid-<dataset>-classifier`)."""
 
-    def __init__(self, classifier: FeatureClassifier, metric_name: str = "fid-digits-classifier"):
+    def __init__(self, classifier: FeatureClassifier, metric_name: str = "fid-digits-classifier", chunk: int | None = None):
         self.classifier = classifier.eval()
-        self.metric_name = metric_name
+        self.metric_name, self.chunk = metric_name, chunk
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> np.ndarray:
-        return self.classifier.features(images.float()).numpy().astype(np.float64)
+        """Features on the classifier's device (images moved there, `chunk` at a time), returned on the host."""
+        device = device_of(self.classifier)
+        return chunked(lambda x: self.classifier.features(x.to(device).float()).cpu(), images,
+                       self.chunk).numpy().astype(np.float64)
 
 
 class RandomFourierFeatures:
@@ -148,7 +174,7 @@ class RandomFourierFeatures:
         self.scale = (2.0 / n_features) ** 0.5
 
     def __call__(self, points: Tensor) -> np.ndarray:
-        x = points.flatten(1).double()
+        x = points.cpu().flatten(1).double()
         return torch.cat([x, self.scale * torch.cos(x @ self.weight + self.phase)], dim=1).numpy()
 
 
@@ -254,16 +280,18 @@ class FID:
     teacher's distribution); `name` defaults to the feature space's metric name.
     """
 
-    def __init__(self, extractor: FeatureExtractor, reference: Tensor, name: str | None = None):
+    def __init__(self, extractor: FeatureExtractor, reference: Tensor | tuple[np.ndarray, np.ndarray],
+                 name: str | None = None):
+        """`reference`: the reference samples, or their `gaussian_stats` when computed once already (a dataset's)."""
         self.extractor = extractor
         self.name = name or extractor.metric_name
-        self.reference_stats = gaussian_stats(extractor(reference))
+        self.reference_stats = reference if isinstance(reference, tuple) else gaussian_stats(extractor(reference.detach()))
 
     def embed(self, samples: Tensor) -> np.ndarray:
-        return self.extractor(samples)
+        return self.extractor(samples.detach())
 
     def score(self, embedded: np.ndarray) -> float:
-        return frechet_distance(gaussian_stats(embedded), self.reference_stats)
+        return frechet_distance_to(embedded, self.reference_stats)
 
     def __call__(self, samples: Tensor) -> float:
         return self.score(self.embed(samples))
@@ -285,7 +313,7 @@ class SlicedW2:
 
     def embed(self, samples: Tensor) -> Tensor:
         """[n, n_projections] projections of the samples on the fixed directions."""
-        return samples.flatten(1).double() @ self.directions
+        return samples.detach().cpu().flatten(1).double() @ self.directions
 
     def score(self, embedded: Tensor) -> float:
         ours = torch.sort(embedded.T.contiguous(), dim=1).values

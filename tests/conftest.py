@@ -1,10 +1,14 @@
 """Shared test fields with closed-form solutions."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class GaussianField:
@@ -75,3 +79,77 @@ def write_fashion_files(folder, n_train=12, n_test=5, gz=True, seed=0):
     for name, array in arrays.items():
         write_idx(folder / (name + (".gz" if gz else "")), array, gz)
     return arrays
+
+
+def write_cifar10_files(root, n_per_batch=8, n_test=24, seed=0):
+    """CIFAR-10 in the official python-batch format (five training batches and the test batch) with random pixels under
+    `root/cifar10/cifar-10-batches-py`."""
+    import pickle
+
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"labels": rng.integers(0, 10, n).tolist()}, f)
+
+
+def write_fake_inception(folder):
+    """A stand-in for clean-fid's Inception torchscript file: the same interface (`layers` maps [N, 3, 299, 299] to 2,048
+    pooled features), random weights, a few milliseconds per image. Real weights are never downloaded in tests."""
+    from torch import nn
+
+    class Layers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2048, 1)
+
+        def forward(self, x):
+            x = torch.nn.functional.avg_pool2d(x, 16)  # 299 -> 18 pixels a side: cheap, still image-dependent
+            return torch.nn.functional.adaptive_avg_pool2d(torch.tanh(self.conv(x)), 1)
+
+    class Base(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = Layers()
+
+        def forward(self, x, return_features: bool = False):
+            return self.layers(x)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.jit.script(Base()).save(str(folder / "inception-2015-12-05.pt"))
+    return folder / "inception-2015-12-05.pt"
+
+
+# dvc.yaml's order for one teacher: data, teacher, baselines, the four papers, the combinations, the report.
+PROFILE_STAGES = ["00_data", "01_teacher", "01b_baselines", "02_boss", "03_bespoke", "04_flowturbo", "05_fgm", "05b_combos",
+                  "06_report"]
+
+
+def run_profile_smoke(profile, tmp, overrides):
+    """Every stage notebook of `dvc repro` for `profiles/<profile>.yaml`, in order, under papermill at its smoke sizes
+    (FLOWLIB_SMOKE=1), with `overrides` deep-merged into the profile (e.g. its data root). Returns the run's reports/."""
+    import papermill
+    import yaml
+
+    from flowlib.config import _deep_update
+
+    raw = _deep_update(yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text()), overrides)
+    params_file = tmp / f"{profile}.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    (teacher,) = raw["teachers"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLOWLIB_SMOKE", "1")
+    mp.setenv("FLOWLIB_SMOKE_DIR", str(tmp / "run"))  # its own artefacts and reports, apart from the notebooks' nbval run
+    out = tmp / "run" / "reports" / "notebooks"  # where dvc.yaml writes them: the report lists their times
+    out.mkdir(parents=True)
+    try:
+        for stage in PROFILE_STAGES:
+            parameters = {"params_file": str(params_file)} | ({} if stage in ("00_data", "06_report") else {"teacher": teacher})
+            papermill.execute_notebook(ROOT / "notebooks" / f"{stage}.ipynb", out / f"{stage}.ipynb",
+                                       parameters=parameters, cwd=str(ROOT / "notebooks"), progress_bar=False)
+    finally:
+        mp.undo()
+    return tmp / "run" / "reports"

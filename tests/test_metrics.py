@@ -121,3 +121,16 @@ def test_the_feature_classifier_fits_28px_images_and_refuses_other_sizes():
         FeatureClassifier(32)
     with pytest.raises(MetricError, match=r"\[N, 1, S, S\]"):
         train_feature_classifier(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), steps=1)
+
+
+@pytest.mark.parametrize("n", [8, 40, 64, 200])
+def test_frechet_distance_from_few_samples_equals_the_plain_formula(n):
+    """With N ≤ D the N x N form is used; it must give the plain D x D formula's value (and beyond D, the same path)."""
+    from flowlib.metrics import frechet_distance, frechet_distance_to, gaussian_stats
+
+    rng = np.random.default_rng(n)
+    stats = gaussian_stats(rng.normal(size=(500, 64)) @ rng.normal(size=(64, 64)) * 0.2)
+    features = rng.normal(size=(n, 64)) + 0.5
+    want = frechet_distance(gaussian_stats(features), stats)
+    assert frechet_distance_to(features, stats) == pytest.approx(want, rel=1e-7)
+    assert frechet_distance_to(stats[0][None].repeat(3, 0) + rng.normal(size=(3, 64)) * 1e-3, stats) > 0

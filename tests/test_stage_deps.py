@@ -89,6 +89,13 @@ def test_the_closure_follows_imports_transitively():
     assert Path("flowlib/explore.py") not in reached  # nothing BOSS runs imports the explorer
 
 
+def test_a_stage_run_by_the_launcher_depends_on_it():
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        body = stage.get("do", stage)
+        if "flowlib.launch" in body["cmd"]:
+            assert "flowlib/launch.py" in body["deps"], f"dvc.yaml stage {name!r} runs flowlib.launch without depending on it"
+
+
 @pytest.mark.parametrize("stage,notebook,deps", stages(), ids=[s[0] for s in stages()])
 def test_every_stage_depends_on_the_code_its_notebook_imports(stage, notebook, deps):
     assert notebook.relative_to(ROOT).as_posix() in deps, f"{stage}: dvc.yaml misses its own notebook"

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from ..device import shard
 from ..errors import ArgumentError, FlowlibError, describe, require_int, require_number, require_velocity
 from ..flow import TrainConfig, TrainData, TrainingDivergedError, TrainResult, require_data, train
 from ..metrics import rmse
@@ -70,7 +71,7 @@ def dense_ground_truth(velocity: Velocity, noise: Tensor, grid: int, rtol: float
     require_int("grid (dense ground-truth times)", grid, 2)
     check_noise(noise, velocity, "Bespoke's ground truth")
     velocity = CountingVelocity(velocity, name="the velocity field (Bespoke's dense ground truth)")
-    times = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
+    times = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=noise.device)
     states = solve_adaptive(velocity, noise, rtol=rtol, atol=atol, times=times)
     vel = torch.stack([velocity(x, t.to(x.dtype).expand(len(x))) for x, t in zip(states, times)])
     return DenseTrajectories(times, states, vel)
@@ -86,7 +87,7 @@ def local_errors(solver: BespokeSolver, velocity: Velocity, gt: DenseTrajectorie
     shift = (t - t.detach()).to(x.dtype).view((-1,) + (1,) * (x.dim() - 1))
     x_aux = x + u * shift                                      # same value; d x_aux / d t_i = u_{t_i}(x(t_i))
     n, batch = solver.n, x.shape[1]
-    steps = torch.arange(n).repeat_interleave(batch)
+    steps = torch.arange(n, device=x.device).repeat_interleave(batch)
     y = solver.step(velocity, x_aux[:-1].flatten(0, 1), steps, v).view_as(x_aux[1:])
     return ((x_aux[1:] - y).flatten(2).pow(2).mean(2) + 1e-20).sqrt()
 
@@ -171,11 +172,12 @@ def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, con
         p.requires_grad_(False)
 
     def loss_fn(net: nn.Module, gen: torch.Generator) -> Tensor:
-        return bespoke_loss(net, field_, gt, torch.randint(len(gt), (batch_size,), generator=gen), l_tau)
+        idx, = shard(torch.randint(len(gt), (batch_size,), generator=gen))  # this process's share of the global batch
+        return bespoke_loss(net, field_, gt, idx.to(gt.states.device), l_tau)
 
     desc = f"{solver.name} n={solver.n}"
     try:
-        result = train(solver, loss_fn, config, progress=progress, desc=desc,
+        result = train(solver.to(gt.states.device), loss_fn, config, progress=progress, desc=desc, wrap=False,
                        validate=lambda s: validation_rmse(s, field_, val_noise, val_target))
     except TrainingDivergedError as exc:
         raise BespokeTrainingError(f"{exc} For Bespoke: lower bespoke.lr or check the teacher for NaNs.") from None

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..device import shard
 from ..errors import ArgumentError
 from ..flow import TrainConfig, TrainData, TrainResult, require_data, train, trainable_copy
 from ..models import count_parameters
@@ -55,8 +56,9 @@ def straightening_loss(net: nn.Module, pairs: StraighteningPairs, batch_size: in
     """mean || v(x_a, t_a) - (x_b - x_a) / (t_b - t_a) ||^2 over a uniform minibatch of pairs."""
     i = torch.randint(len(pairs), (batch_size,), generator=generator)
     x_a, x_b = pairs.x_a[i], pairs.x_b[i]
-    t_a, t_b = pairs.times[pairs.idx_a[i]], pairs.times[pairs.idx_b[i]]
+    t_a, t_b = pairs.times[pairs.idx_a[i]].to(x_a.device), pairs.times[pairs.idx_b[i]].to(x_a.device)
     chord = (x_b - x_a) / (t_b - t_a).to(x_a.dtype).view(-1, *([1] * (x_a.dim() - 1)))
+    x_a, chord, t_a = shard(x_a, chord, t_a)  # this process's share of the global batch (all of it outside torchrun)
     return (net(x_a, t_a.to(x_a.dtype)) - chord).pow(2).mean()
 
 

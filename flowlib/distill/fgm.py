@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import load_checkpoint
+from ..device import device_of, shard
 from ..errors import ArgumentError, describe, require_number, require_velocity
 from ..flow import (
     TrainConfig,
@@ -31,6 +32,8 @@ from ..flow import (
     TrainResult,
     check_loss,
     check_training_args,
+    data_parallel,
+    distributed,
     flow_matching_loss,
     identity,
     linear_path,
@@ -183,10 +186,12 @@ class OnlineLog:
 
 @dataclass
 class FGMState:
-    """The online model and its optimiser (saved in the generator's checkpoints, restored on resume)."""
+    """The online model and its optimiser (saved in the generator's checkpoints, restored on resume); `net` is the
+    online model as its training step calls it (DistributedDataParallel under torchrun, else the model itself)."""
 
     online: nn.Module
     optimizer: torch.optim.Optimizer
+    net: nn.Module | None = None
 
 
 def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, batch_size: int, shape: tuple[int, ...],
@@ -194,11 +199,11 @@ def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, ba
                     t_max: float = 1.0 - 1e-3) -> tuple[Tensor, float]:
     """One FGM iteration: an online flow-matching step on detached generator samples (applied here), then the
     generator loss on fresh draws (returned for the trainer to apply). Returns (generator loss, online loss)."""
-    online = state.online
-    with torch.no_grad():
-        x1 = generator(torch.randn(batch_size, *shape, generator=rng))
+    online, device = state.online, device_of(state.online)
+    with torch.no_grad():  # the whole global batch: flow_matching_loss keeps this process's share of it
+        x1 = generator(torch.randn(batch_size, *shape, generator=rng).to(device))
     online.train()
-    online_loss = flow_matching_loss(online, x1, rng)
+    online_loss = flow_matching_loss(state.net or online, x1, rng)
     check_loss(online_loss, step, config, "fgm online model")
     state.optimizer.zero_grad(set_to_none=True)
     online_loss.backward()
@@ -207,6 +212,7 @@ def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, ba
 
     z, eps = torch.randn(batch_size, *shape, generator=rng), torch.randn(batch_size, *shape, generator=rng)
     t = t_max * torch.rand(batch_size, generator=rng)
+    z, eps, t = shard(z.to(device), eps.to(device), t.to(device))
     with frozen(online):
         loss = generator_loss(generator(z), eps, t, teacher, online, l1_weight)
     return loss, float(online_loss.detach())
@@ -259,7 +265,8 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, c
            "batch_size": batch_size, "shape": list(shape), "online_lr": online_lr, **(run_config or {})}
     teacher = CountingVelocity(teacher, name="the teacher (FGM training)")
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
-    state, log = FGMState(online, optimizer), OnlineLog(config.log_every)
+    _, world = distributed(device_of(online))
+    state, log = FGMState(online, optimizer, data_parallel(online, world)), OnlineLog(config.log_every)
 
     def loss_fn(net: nn.Module, rng: torch.Generator) -> Tensor:
         loss, online_loss = fgm_step_losses(net, teacher, state, batch_size, shape, rng, config, log.step, l1_weight)

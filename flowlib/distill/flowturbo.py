@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..artifacts import load_checkpoint, save_checkpoint
+from ..device import device_of, shard
 from ..errors import require_number, require_velocity
 from ..flow import (
     TrainConfig,
@@ -41,6 +42,7 @@ def refiner_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_max: f
     x0 = torch.randn(x1.shape, generator=generator).to(x1)
     t = torch.rand(x1.shape[0], generator=generator).to(x1)
     delta = float(torch.rand((), generator=generator)) * delta_max
+    x0, x1, t = shard(x0, x1, t)  # this process's share of the global batch (all of it outside torchrun)
     xt, _ = linear_path(x0, x1, t)
     with torch.no_grad():
         v = teacher(xt, t)
@@ -90,9 +92,11 @@ def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData, config
     run = {"delta_max": delta_max, "batch": batch_size, "teacher": identity(teacher), "data": data_identity(sample_batch),
            "heldout": identity(heldout) if heldout is not None else None, **(run_config or {})}
     teacher_field = CountingVelocity(teacher, name="the teacher (refiner training)")
+    device = device_of(refiner)
+    heldout = heldout.to(device) if isinstance(heldout, Tensor) else heldout
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
-        return refiner_loss(net, teacher_field, sample_batch(batch_size, generator), delta_max, generator)
+        return refiner_loss(net, teacher_field, sample_batch(batch_size, generator).to(device), delta_max, generator)
 
     validate = None if heldout is None else (lambda r: refiner_val_loss(r, teacher_field, heldout, delta_max))
     return train(refiner, loss_fn, config, ckpt_dir, run_config=run, progress=progress, desc="refiner",

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..device import shard
 from ..errors import ArgumentError
 from ..flow import TrainConfig, TrainData, TrainResult, linear_path, require_data, train, trainable_copy
 
@@ -27,8 +28,9 @@ def reflow_loss(net: nn.Module, z: Tensor, x1: Tensor, batch_size: int, generato
                 k: int | None = None, eps: float = 1e-3) -> Tensor:
     """Flow matching on the fixed coupling (z, x1_hat) at reflow times."""
     i = torch.randint(len(z), (batch_size,), generator=generator)
-    t = reflow_times(batch_size, generator, k, eps).to(z.dtype)
+    t = reflow_times(batch_size, generator, k, eps).to(z)
     xt, target = linear_path(z[i], x1[i], t)
+    xt, target, t = shard(xt, target, t)  # this process's share of the global batch (all of it outside torchrun)
     return (net(xt, t) - target).pow(2).mean()
 
 

@@ -56,8 +56,7 @@ def ground_truth_pool(params: Params, ctx: TeacherContext, progress: bool = True
                 return {**cached, "pool": DenseTrajectories(**cached["pool"])}
         except CheckpointError:
             pass  # rebuilt below
-    gen = torch.Generator().manual_seed(bp.seed)
-    noise = torch.randn(bp.pool + bp.val, *ctx.dataset.shape, generator=gen)
+    noise = ctx.seeded_noise(bp.pool + bp.val, bp.seed)
     start = time.perf_counter()
     with tqdm(total=1, desc=f"dense ground truth {ctx.name}", disable=not progress) as bar:
         pool, flops = count_flops(lambda: dense_ground_truth(ctx.model, noise[: bp.pool], bp.grid, ev.gt_rtol, ev.gt_atol))

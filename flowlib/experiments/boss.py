@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import load_checkpoint, save_checkpoint
@@ -33,7 +32,7 @@ def compute_grids(params: Params, ctx: TeacherContext) -> dict[str, Any]:
     """
     bp = params.boss
     start = time.perf_counter()
-    noise = torch.randn(bp.n_cost, *ctx.dataset.shape, generator=torch.Generator().manual_seed(bp.seed))
+    noise = ctx.seeded_noise(bp.n_cost, bp.seed)
     cost, flops = count_flops(lambda: euler_cost_matrix(euler_rollout(ctx.model, noise, bp.n_fine)))
     ks = sorted(set(bp.nfes) | set(bp.finetune_k))
     paths = {k: bellman_grid(cost, k) for k in ks}
@@ -81,10 +80,10 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
     if params.teacher(ctx.name).exact:  # a closed-form field has no weights to straighten (its claims say `not run`)
         return [], pd.DataFrame(columns=["step", "value", "run", "curve"])
     teacher_state = load_checkpoint(params.layout.teacher(ctx.name))
-    noise = torch.randn(bp.n_pairs, *ctx.dataset.shape, generator=torch.Generator().manual_seed(bp.seed + 1))
+    noise = ctx.seeded_noise(bp.n_pairs, bp.seed + 1)
     rollout = euler_rollout(ctx.model, noise, bp.n_fine)
     z, x1 = rollout.states[0], rollout.states[-1]
-    val_noise = torch.randn(bp.n_val, *ctx.dataset.shape, generator=torch.Generator().manual_seed(bp.seed + 2))
+    val_noise = ctx.seeded_noise(bp.n_val, bp.seed + 2)
     val_target = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)(val_noise)
     times = grids["times"]
     rows, curves = [], []

@@ -33,7 +33,8 @@ def boss_network(params: Params, teacher: str, k: int) -> nn.Module:
     if k not in params.boss.finetune_k:
         raise ArgumentError(f"combos.k = {k} is not one of boss.finetune_k {params.boss.finetune_k}: BOSS straightened no "
                          f"network at {k} steps. Set combos.k to one of them.")
-    return load_velocity_model(params.layout.boss_student(teacher, BOSS_FULL, k), rebuild_hint(f"boss@{teacher}"))
+    return load_velocity_model(params.layout.boss_student(teacher, BOSS_FULL, k),
+                               rebuild_hint(f"boss@{teacher}")).to(params.torch_device)
 
 
 def flowturbo_schedule(k: int) -> str:

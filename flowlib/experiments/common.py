@@ -13,12 +13,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..artifacts import load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
+from ..artifacts import CheckpointError, load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
 from ..claims import compare_paired
 from ..config import Params, TeacherParams
-from ..data import CLASSIFIER_DATASETS, Dataset, dataset_labels, exact_mixture, load_dataset
+from ..data import CLASSIFIER_DATASETS, IMAGE_DATASETS, Dataset, dataset_labels, exact_mixture, load_dataset
+from ..device import seeded_noise
 from ..diffusers_bridge import DiffusersSampler
-from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics
+from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics, sample_in_chunks
 from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
 from ..metrics import (
     FID,
@@ -29,6 +30,7 @@ from ..metrics import (
     QualityMetric,
     RandomFourierFeatures,
     SlicedW2,
+    gaussian_stats,
     per_sample_rmse,
     redraw_std,
 )
@@ -103,17 +105,43 @@ def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
         state = load_checkpoint(params.layout.classifier(dataset.name), rebuild_hint("data"))
         clf = FeatureClassifier(dataset.shape[-1])
         clf.load_state_dict(state["state_dict"])
-        return ClassifierFeatures(clf, f"fid-{dataset.name}-classifier")
-    return InceptionFeatures(params.data.inception_weights, params.data.inception_sha256)
+        return ClassifierFeatures(clf.to(params.torch_device), f"fid-{dataset.name}-classifier", params.eval.chunk)
+    return InceptionFeatures(params.data.inception_weights, params.data.inception_sha256, str(params.torch_device),
+                             params.eval.chunk or 100)
+
+
+def image_datasets(params: Params) -> list[str]:
+    """The image datasets the profile's teachers learn (their FID reference statistics are a data-stage output)."""
+    return sorted({tp.dataset for tp in params.teachers.values() if tp.dataset in IMAGE_DATASETS})
+
+
+def save_reference_statistics(params: Params) -> dict[str, int]:
+    """Compute once, in the data stage, each image dataset's training-split mean and covariance in its FID feature space
+    (Inception on CIFAR-10: one pass over 50,000 images), so no later stage recomputes them. Returns the sizes."""
+    sizes = {}
+    for name in image_datasets(params):
+        dataset = dataset_for(params, name)
+        extractor = feature_extractor(params, dataset)
+        mu, sigma = gaussian_stats(extractor(dataset.train))
+        save_checkpoint({"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "metric": extractor.metric_name,
+                         "n": len(dataset.train)}, params.layout.feature_stats(name))
+        sizes[f"ref_n_{name}"] = len(dataset.train)
+    return sizes
 
 
 def quality_metric(params: Params, dataset: Dataset, extractor: FeatureExtractor | None = None) -> QualityMetric:
-    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits, Fashion-MNIST), Inception FID (CIFAR-10).
+    """The dataset's quality metric: sliced W2 (toys), classifier FID (digits, Fashion-MNIST), Inception FID (CIFAR-10),
+    the images' against the data stage's reference statistics (`save_reference_statistics`).
 
     `extractor`: the image feature space when already built (it is shared with `gt_distance_metric`)."""
     if not dataset.is_image:
         return SlicedW2(dataset.train)
-    return FID(extractor or feature_extractor(params, dataset), dataset.train)
+    extractor = extractor or feature_extractor(params, dataset)
+    stats = load_checkpoint(params.layout.feature_stats(dataset.name), rebuild_hint("data"))
+    if stats.get("metric") != extractor.metric_name:
+        raise CheckpointError(f"{params.layout.feature_stats(dataset.name)} holds {stats.get('metric')} statistics, not "
+                              f"{extractor.metric_name}; rebuild them with: {rebuild_hint('data')}")
+    return FID(extractor, (stats["mu"].numpy(), stats["sigma"].numpy()))
 
 
 def gt_distance_metric(params: Params, dataset: Dataset, reference: Tensor,
@@ -137,8 +165,8 @@ def inception_status(params: Params) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------- teachers
 def eval_noise(params: Params, tp: TeacherParams, shape: tuple[int, ...]) -> Tensor:
-    """The fixed evaluation noise of a teacher (same seed for every method, so RMSE to GT is paired)."""
-    return torch.randn(tp.n_eval, *shape, generator=torch.Generator().manual_seed(params.eval.seed))
+    """The fixed evaluation noise of a teacher (same seed for every method, so RMSE to GT is paired), on the CPU."""
+    return seeded_noise(tp.n_eval, shape, params.eval.seed)
 
 
 def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
@@ -148,14 +176,14 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     tp = params.teacher(name)
     dataset = dataset_for(params, tp.dataset)
     if tp.exact:
-        model = exact_mixture(tp.dataset)
+        model = exact_mixture(tp.dataset).to(params.torch_device)
         info = {"teacher": name, "dataset": tp.dataset, "params": 0, "train_seconds": 0.0, "steps": 0,
                 "final_loss": None, "resumed_from": None, "train_flops": 0.0, "converged": None}
         save_velocity_model(params.layout.teacher(name), model, model.config(), dataset.shape, **info)
         write_json(params.layout.teacher(name, "meta.json"), {**info, "history": [], "val_history": [], **run_metadata()})
         return {**info, "history": [], "val_history": []}
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
-    model = build_model(dataset.shape, tp.model_dict)
+    model = build_model(dataset.shape, tp.model_dict).to(params.torch_device)
     out = params.layout.stage("teachers", name)  # also the resume folder (last.pt)
     result = train_teacher(model, TrainData(dataset.sample_batch, tp.batch_size, dataset.heldout[:TEACHER_VAL]), tp.train,
                            ckpt_dir=out, run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
@@ -191,7 +219,8 @@ def validation_curve(history: list[tuple[int, float]], run: str, curve: str) -> 
 
 
 def load_teacher(params: Params, name: str) -> nn.Module:
-    return load_velocity_model(params.layout.teacher(name), rebuild_hint(f"teacher@{name}"))
+    """The trained teacher `name`, on the profile's device."""
+    return load_velocity_model(params.layout.teacher(name), rebuild_hint(f"teacher@{name}")).to(params.torch_device)
 
 
 def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
@@ -201,8 +230,9 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     noise = eval_noise(params, tp, dataset_for(params, tp.dataset).shape)
     sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
     start = time.perf_counter()
-    samples = sampler(noise)
-    info = {"nfe": sampler.nfe, "seconds": time.perf_counter() - start, "rtol": params.eval.gt_rtol, "atol": params.eval.gt_atol}
+    samples, nfe = sample_in_chunks(sampler, noise.to(params.torch_device), params.eval.chunk)
+    samples = samples.cpu()  # checkpoints stay device-free
+    info = {"nfe": nfe, "seconds": time.perf_counter() - start, "rtol": params.eval.gt_rtol, "atol": params.eval.gt_atol}
     save_checkpoint({"noise": noise, "samples": samples, **info}, params.layout.teacher(name, "ground_truth.pt"),
                     kind="ground_truth")
     return info
@@ -217,11 +247,12 @@ def solve_reference(params: Params, name: str, progress: bool = True) -> dict[st
     out, start = {}, time.perf_counter()
     for key, seed in tqdm([("reference", params.eval.reference_seed), ("floor", params.eval.distance_seed)],
                           desc=f"reference {name}", disable=not progress):
-        noise = torch.randn(params.eval.n_ref, *shape, generator=torch.Generator().manual_seed(seed))
-        out[key] = sampler(noise)
+        noise = seeded_noise(params.eval.n_ref, shape, seed)
+        out[key], nfe = sample_in_chunks(sampler, noise.to(params.torch_device), params.eval.chunk)
+        out[key] = out[key].cpu()  # checkpoints stay device-free
         if key == "floor":
             out["noise"] = noise
-    info = {"n_ref": params.eval.n_ref, "nfe": sampler.nfe, "seconds": time.perf_counter() - start}
+    info = {"n_ref": params.eval.n_ref, "nfe": nfe, "seconds": time.perf_counter() - start}
     save_checkpoint({**out, **info}, params.layout.teacher(name, "reference.pt"))
     return info
 
@@ -243,6 +274,16 @@ class TeacherContext:
     train_flops: float = 0.0
     timing_repeats: int = 5
     latency_batch: int = 256
+    chunk: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the teacher, its noise and ground truth live (the profile's device)."""
+        return self.noise.device
+
+    def seeded_noise(self, n: int, seed: int) -> Tensor:
+        """`n` noises of the data shape from `seed`, on this teacher's device (the same numbers on every device)."""
+        return seeded_noise(n, self.dataset.shape, seed, self.device)
 
     def evaluate(self, sampler, *, method: str, **kw: Any) -> dict[str, Any]:
         """`flowlib.evaluate.evaluate` on this teacher's noise, metric, ground truth and reference; latency as
@@ -250,7 +291,7 @@ class TeacherContext:
         return evaluate(sampler, self.noise, metric=self.metric, dataset=self.dataset.name, teacher=self.name,
                         method=method, ground_truth=self.ground_truth, reference=self.reference,
                         bootstrap=self.bootstrap, timing_repeats=self.timing_repeats,
-                        latency_batch=self.latency_batch, **kw)
+                        latency_batch=self.latency_batch, chunk=self.chunk, **kw)
 
     def paired_rmse(self, ours: Sampler, theirs: Sampler, sigmas: float, n: int = PAIRED_SAMPLES) -> str:
         """`compare_paired` of two samplers' per-sample RMSE to the ground truth on the first `n` evaluation noises."""
@@ -273,10 +314,13 @@ def load_context(params: Params, name: str) -> TeacherContext:
     ref = load_checkpoint(params.layout.teacher(name, "reference.pt"), hint)
     meta = load_checkpoint(params.layout.teacher(name), hint)["meta"]
     extractor = feature_extractor(params, dataset) if dataset.is_image else None  # built once, used by both metrics
-    reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"], extractor), ref["noise"], ref["floor"])
-    return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"], gt["samples"],
-                          int(gt["nfe"]), float(meta["train_seconds"]), reference, params.eval.bootstrap,
-                          float(meta.get("train_flops", 0.0)), params.eval.timing_repeats, params.eval.latency_batch)
+    device = params.torch_device
+    reference = TeacherReference(gt_distance_metric(params, dataset, ref["reference"], extractor), ref["noise"].to(device),
+                                 ref["floor"].to(device))
+    return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"].to(device),
+                          gt["samples"].to(device), int(gt["nfe"]), float(meta["train_seconds"]), reference,
+                          params.eval.bootstrap, float(meta.get("train_flops", 0.0)), params.eval.timing_repeats,
+                          params.eval.latency_batch, params.eval.chunk)
 
 
 def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ TEACHER_NFES = (1, 2, 4, 8)  # the teacher's few-step samplers FGM is set agains
 
 def validation_noise(params: Params, ctx: TeacherContext) -> Tensor:
     """The noise that chooses t* (from `fgm.seed`; never the evaluation, distance or reference noise)."""
-    return torch.randn(params.fgm.n_val, *ctx.dataset.shape, generator=torch.Generator().manual_seed(params.fgm.seed))
+    return ctx.seeded_noise(params.fgm.n_val, params.fgm.seed)
 
 
 def val_distance(ctx: TeacherContext, generator: nn.Module, noise: Tensor) -> float:
@@ -98,7 +98,7 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
 def seeded_student(params: Params, ctx: TeacherContext, seed: int) -> nn.Module:
     """A freshly initialised net of the teacher's kind (`student_dict`), its weights drawn from `seed`."""
     torch.manual_seed(seed)
-    return build_model(ctx.dataset.shape, params.teacher(ctx.name).student_dict)
+    return build_model(ctx.dataset.shape, params.teacher(ctx.name).student_dict).to(ctx.device)
 
 
 def student_start(params: Params, ctx: TeacherContext) -> nn.Module | None:
@@ -139,7 +139,7 @@ def reflow_baseline(params: Params, ctx: TeacherContext, steps: int, progress: b
     headline run (it stops earlier only at its own plateau of the same validation distance). Returns (student, seconds
     including the pairs' ground truth, the training result)."""
     fp, ev = params.fgm, params.eval
-    z = torch.randn(fp.n_pairs, *ctx.dataset.shape, generator=torch.Generator().manual_seed(fp.seed + 1))
+    z = ctx.seeded_noise(fp.n_pairs, fp.seed + 1)
     start = time.perf_counter()
     x1 = AdaptiveSampler(ctx.model, ev.gt_rtol, ev.gt_atol)(z)
     pairs_seconds = time.perf_counter() - start
