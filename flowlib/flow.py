@@ -591,14 +591,6 @@ def _step(net: nn.Module, model: nn.Module, loss_fn: Callable[[nn.Module, torch.
     return loss
 
 
-def check_loss(loss: Tensor, step: int, config: TrainConfig, desc: str) -> None:
-    """Raise `TrainingDivergedError` for a NaN or infinite loss, or one beyond `config.max_loss` (exploding): the
-    immediate check of a loss that a caller reads anyway (the trainer's own loss goes through `LossMonitor`)."""
-    monitor = LossMonitor(config, desc)
-    monitor.add(loss, step)
-    monitor.check()
-
-
 def train_teacher(
     model: nn.Module,
     data: TrainData,

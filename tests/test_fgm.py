@@ -83,7 +83,7 @@ def _step_gradients(detach_inputs: bool = False):
     state = FGMState(online, torch.optim.Adam(online.parameters(), lr=1e-3))
     net = (lambda x, t: teacher(x.detach(), t)) if detach_inputs else teacher
     config = TrainConfig(steps=1, warmup=1)
-    loss, _ = fgm_step_losses(generator, net, state, 64, (2,), torch.Generator().manual_seed(0), config, 0)
+    loss, _ = fgm_step_losses(generator, net, state, 64, (2,), torch.Generator().manual_seed(0), config)
     online.zero_grad(set_to_none=True)  # the online step's own gradients are gone before the generator's backward
     loss.backward()
     return teacher, online, generator

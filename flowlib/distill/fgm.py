@@ -27,10 +27,10 @@ from ..artifacts import load_checkpoint
 from ..device import device_of, shard
 from ..errors import ArgumentError, describe, require_number, require_velocity
 from ..flow import (
+    LossMonitor,
     TrainConfig,
     TrainData,
     TrainResult,
-    check_loss,
     check_training_args,
     data_parallel,
     distributed,
@@ -165,23 +165,30 @@ def generator_loss(x1: Tensor, eps: Tensor, t: Tensor, teacher: Velocity, online
 
 class OnlineLog:
     """The online model's loss history and step count, kept in the generator's checkpoints (so a resumed run
-    continues both)."""
+    continues both). Its losses stay on the device (`LossMonitor`): read, and checked for NaN, inf or an explosion
+    beyond `max_loss`, every `log_every` steps, so the online step never waits for the host either."""
 
-    def __init__(self, log_every: int):
-        self.log_every, self.step, self.history, self._window = log_every, 0, [], []
+    def __init__(self, config: TrainConfig, world: int = 1):
+        self.log_every, self.step, self.history = config.log_every, 0, []
+        self.monitor = LossMonitor(config, "fgm online model", world)
 
-    def add(self, loss: float) -> None:
+    def add(self, loss: Tensor) -> None:
+        self.monitor.add(loss, self.step)
         self.step += 1
-        self._window.append(loss)
-        if len(self._window) == self.log_every:
-            self.history.append((self.step, sum(self._window) / len(self._window)))
-            self._window.clear()
+        if self.monitor.count == self.log_every:
+            self.history.append((self.step, self.monitor.read()))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "history": list(self.history), "window": list(self._window)}
+        total = self.monitor.total  # (no collective here: only rank 0 saves; a diverged online model shows first in
+        # the generator's loss, which the trainer checks before every checkpoint)
+        return {"step": self.step, "history": list(self.history), "window_count": self.monitor.count,
+                "window_total": float(total) if total is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.history, self._window = state["step"], [tuple(h) for h in state["history"]], list(state["window"])
+        self.step, self.history = state["step"], [tuple(h) for h in state["history"]]
+        total = state["window_total"]
+        self.monitor.count = state["window_count"]
+        self.monitor.total = None if total is None else torch.tensor(total, dtype=torch.float64)
 
 
 @dataclass
@@ -195,16 +202,16 @@ class FGMState:
 
 
 def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, batch_size: int, shape: tuple[int, ...],
-                    rng: torch.Generator, config: TrainConfig, step: int, l1_weight: float = 0.0,
-                    t_max: float = 1.0 - 1e-3) -> tuple[Tensor, float]:
+                    rng: torch.Generator, config: TrainConfig, l1_weight: float = 0.0,
+                    t_max: float = 1.0 - 1e-3) -> tuple[Tensor, Tensor]:
     """One FGM iteration: an online flow-matching step on detached generator samples (applied here), then the
-    generator loss on fresh draws (returned for the trainer to apply). Returns (generator loss, online loss)."""
+    generator loss on fresh draws (returned for the trainer to apply). Returns (generator loss, online loss), both
+    on the device (the caller's `OnlineLog` reads and checks the online loss every `log_every` steps)."""
     online, device = state.online, device_of(state.online)
     with torch.no_grad():  # the whole global batch: flow_matching_loss keeps this process's share of it
         x1 = generator(torch.randn(batch_size, *shape, generator=rng).to(device))
     online.train()
     online_loss = flow_matching_loss(state.net or online, x1, rng)
-    check_loss(online_loss, step, config, "fgm online model")
     state.optimizer.zero_grad(set_to_none=True)
     online_loss.backward()
     torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
@@ -215,7 +222,7 @@ def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, ba
     z, eps, t = shard(z.to(device), eps.to(device), t.to(device))
     with frozen(online):
         loss = generator_loss(generator(z), eps, t, teacher, online, l1_weight)
-    return loss, float(online_loss.detach())
+    return loss, online_loss.detach()
 
 
 def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, config: TrainConfig, *,
@@ -266,10 +273,10 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, c
     teacher = CountingVelocity(teacher, name="the teacher (FGM training)")
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
     _, world = distributed(device_of(online))
-    state, log = FGMState(online, optimizer, data_parallel(online, world)), OnlineLog(config.log_every)
+    state, log = FGMState(online, optimizer, data_parallel(online, world)), OnlineLog(config, world)
 
     def loss_fn(net: nn.Module, rng: torch.Generator) -> Tensor:
-        loss, online_loss = fgm_step_losses(net, teacher, state, batch_size, shape, rng, config, log.step, l1_weight)
+        loss, online_loss = fgm_step_losses(net, teacher, state, batch_size, shape, rng, config, l1_weight)
         log.add(online_loss)
         return loss
 
