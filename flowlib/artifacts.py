@@ -153,6 +153,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `path` if needed and prove it takes a file, before any work whose results go there (a read-only folder,
+    or a file where the folder belongs, would otherwise fail only at the first write, after the work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"The {what} {path} is a file, not a folder: move the file away or give another folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(f"The {what} {path} is not writable ({exc.strerror}): fix its permissions "
+                              f"(chmod u+w {path}) or give a folder you can write.") from exc
+    return path
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Atomically write `data` to `path`."""
     with atomic_path(path) as tmp:

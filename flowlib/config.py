@@ -17,6 +17,8 @@ import argparse
 import copy
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import typing
@@ -92,10 +94,20 @@ def trains_to_plateau(section: str, tc: TrainConfig) -> list["Problem"]:
     return []
 
 
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"  # a teacher: folders under artifacts/ and reports/, DVC stage names
+
+
 # ---------------------------------------------------------------------------------------------- schema
 class PathsParams(Section):
     artifacts: str = Field("artifacts", description="DVC-cached checkpoints, ground truth, samples (not in git)")
     reports: str = Field("reports", description="committed tables and figures; executed notebooks")
+
+    def rules(self, pf: "ParamsFile") -> list["Problem"]:
+        """Every stage writes under these folders: they must stay inside the repository (relative, no `..`)."""
+        return [_problem(("paths", key), f"{value!r} → a relative folder inside the repository (e.g. {key!r}): the "
+                         "stages write there, and DVC tracks only what lies inside it")
+                for key, value in (("artifacts", self.artifacts), ("reports", self.reports))
+                if not value.strip() or Path(value).is_absolute() or ".." in Path(value).parts]
 
 
 class DataParams(Section):
@@ -193,6 +205,9 @@ class TeacherParams(Section):
     def teacher_rules(self, pf: "ParamsFile", name: str) -> list["Problem"]:
         """The rules of the teacher called `name` (its dataset decides what it may be)."""
         out, where = [], ("teachers", name)
+        if not re.fullmatch(NAME_PATTERN, name):
+            out.append(_problem(where, f"{name!r} → a name of letters, digits, '_' and '-' starting with a letter (it "
+                                "names the teacher's folders under artifacts/ and reports/ and its DVC stages)"))
         held = heldout_size(self.dataset, pf.data.heldout_fraction, pf.data.n_toy)
         if self.n_eval > held:
             out.append(_problem((*where, "n_eval"), f"{self.n_eval} → at most {held}, the held-out size of {self.dataset} "
@@ -272,9 +287,6 @@ class BespokeParams(Section):
                 out.append(_problem(("bespoke", "nfes"), f"{self.nfes} → at least one NFE that {base} can spend ({base} "
                                     f"takes {stages} NFE per step{': an even NFE' if stages == 2 else ''}); as written "
                                     f"the stage would train no {base} solver"))
-        if self.seed in pf.eval.seeds.values():
-            out.append(_problem(("bespoke", "seed"), f"{self.seed} → a seed none of {pf.eval.seeds} uses (the Bespoke "
-                                "training noise must not be the evaluation or reference noise)"))
         return out
 
 
@@ -351,9 +363,6 @@ class FGMParams(Section):
         out = trains_to_plateau("fgm", self.train)
         out += [_problem(("fgm", "t_stars", i), f"{t} → a time in [0, 1) (g(z) = z + (1 − t*) f(z, t*))")
                 for i, t in enumerate(self.t_stars) if not 0.0 <= t < 1.0]
-        if self.seed in pf.eval.seeds.values():
-            out.append(_problem(("fgm", "seed"), f"{self.seed} → a seed none of {pf.eval.seeds} uses (FGM's validation "
-                                "noise must not be the evaluation or reference noise)"))
         return out
 
 
@@ -403,13 +412,42 @@ class ParamsFile(Section):
 
     def rules(self, pf: "ParamsFile") -> list["Problem"]:
         """Every section's rules and each teacher's, in the order of SECTIONS."""
-        out = []
+        out = self.paths.rules(self)
         for name in SECTIONS:
             section = getattr(self, name)
             if isinstance(section, Section):
                 out += section.unique_problems(name) + section.rules(self)
         for name, tp in self.teachers.items():
             out += tp.teacher_rules(self, name)
+        return out + self.seed_separation()
+
+    def fitting_seeds(self) -> list[tuple[tuple[Any, ...], int, str]]:
+        """Every seed a stage draws its data, fitting, training or validation noise from: (key path, offset, what it
+        draws); the draw uses the key's value plus the offset (BOSS's pairs: `boss.seed + 1`)."""
+        out = [(("data", "seed"), 0, "the 2-D toy data and the held-out split")]
+        out += [(("teachers", name, "train", "seed"), 0, f"teacher {name}'s training noise") for name in self.teachers]
+        return out + [(("boss", "seed"), 0, "BOSS's cost-matrix noise"), (("boss", "seed"), 1, "BOSS's pairs"),
+                      (("boss", "seed"), 2, "BOSS's validation noise"),
+                      (("boss", "train", "seed"), 0, "the straightening finetunes' training noise"),
+                      (("bespoke", "seed"), 0, "the Bespoke training and validation noise"),
+                      (("flowturbo", "train", "seed"), 0, "the refiner's training noise"),
+                      (("fgm", "seed"), 0, "FGM's validation noise"), (("fgm", "seed"), 1, "the reflow baseline's pairs"),
+                      (("fgm", "train", "seed"), 0, "FGM's training noise")]
+
+    def seed_separation(self) -> list["Problem"]:
+        """No data, fitting, training or validation draw may use an evaluation seed: a method fitted on the noise it
+        is then scored on would look better than it is."""
+        by_seed = {seed: key for key, seed in self.eval.seeds.items()}
+        out, dumped = [], self.model_dump()
+        for loc, offset, what in self.fitting_seeds():
+            value = dumped
+            for key in loc:
+                value = value[key]
+            if value + offset in by_seed:
+                drawn = f"{_path(loc)} + {offset} = {value + offset}" if offset else str(value)
+                out.append(_problem(loc, f"{value} → another seed: {what} would be drawn from {drawn}, which is "
+                                         f"{by_seed[value + offset]} (a method fitted or validated on the noise it is "
+                                         f"scored on looks better than it is; evaluation seeds: {self.eval.seeds})"))
         return out
 
 
@@ -645,8 +683,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: str | Path) -> Any:
     """A YAML file's content, or a `ConfigError` naming the file (missing, empty, invalid, a key written twice)."""
+    path = Path(path)
     if path.is_dir():
         raise ConfigError(f"Parameter file {path} is a directory; pass the YAML file (e.g. params.yaml).")
     if not path.is_file():
@@ -689,12 +728,46 @@ def profile_file(name: str, root: Path | None = None) -> Path:
     return source
 
 
-def use_profile(name: str, root: Path | None = None) -> Path:
-    """Validate `profiles/<name>.yaml` and copy it onto `params.yaml` (the active profile)."""
-    root = root or repo_root()
-    source = profile_file(name, root)
+def profile_text(name: str, root: Path | None = None) -> str:
+    """`profiles/<name>.yaml` validated, as `use` writes it onto params.yaml (its schema link made local)."""
+    source = profile_file(name, root or repo_root())
     check_raw(read_yaml(source), f"profiles/{name}.yaml")
-    text = source.read_text().replace(f"$schema=../{SCHEMA_FILE}", f"$schema={SCHEMA_FILE}", 1)
+    return _as_params(source)
+
+
+def _as_params(source: Path) -> str:
+    return source.read_text().replace(f"$schema=../{SCHEMA_FILE}", f"$schema={SCHEMA_FILE}", 1)
+
+
+def committed_params(root: Path) -> str | None:
+    """params.yaml as git's HEAD has it (the default profile), or None outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def unsaved_params(root: Path) -> bool:
+    """True when params.yaml holds edits that no profile and no commit keeps (overwriting it would lose them)."""
+    target = root / "params.yaml"
+    if not target.is_file():
+        return False
+    text = target.read_text()
+    known = {committed_params(root)} | {_as_params(p) for p in (root / "profiles").glob("*.yaml")}
+    return text not in known
+
+
+def use_profile(name: str, root: Path | None = None, force: bool = False) -> Path:
+    """Validate `profiles/<name>.yaml` and copy it onto `params.yaml` (the active profile); refuse to overwrite edits
+    of params.yaml that no profile or commit keeps, unless `force`."""
+    root = root or repo_root()
+    text = profile_text(name, root)
+    if not force and unsaved_params(root):
+        raise ConfigError(f"params.yaml has edits that neither git nor any profile keeps; `use {name}` would overwrite "
+                          "them. Keep them as a profile (cp params.yaml profiles/mine.yaml, set `profile: mine`), or see "
+                          f"them with `git diff params.yaml`; to overwrite anyway: python -m flowlib.config use {name} "
+                          "--force.")
     write_text(root / "params.yaml", text)
     return root / "params.yaml"
 
@@ -715,7 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowlib.config", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="validate a parameter file").add_argument("file", nargs="?", default="params.yaml")
-    sub.add_parser("use", help="make profiles/<name>.yaml the active params.yaml").add_argument("name")
+    use = sub.add_parser("use", help="make profiles/<name>.yaml the active params.yaml")
+    use.add_argument("name")
+    use.add_argument("--force", action="store_true", help="overwrite edits of params.yaml that no profile keeps")
     sub.add_parser("schema", help=f"print the JSON Schema of params.yaml (committed as {SCHEMA_FILE})")
     args = parser.parse_args(argv)
     try:
@@ -725,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "schema":
             sys.stdout.write(json_schema())
         else:
-            path = use_profile(args.name)
+            path = use_profile(args.name, force=args.force)
             print(f"params.yaml is now profile {args.name!r} ({path}); `git checkout params.yaml` restores the default.")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArgumentError, FlowlibError
-from .solvers.grids import as_time_grid
+from .solvers.grids import full_time_grid
 from .solvers.nfe import Velocity
 from .solvers.samplers import CountingSampler
 
@@ -124,7 +124,7 @@ def grid_to_sigmas(grid: Sequence[float] | Tensor) -> list[float]:
     >>> grid_to_sigmas([0.0, 0.25, 1.0])
     [1.0, 0.75]
     """
-    times = as_time_grid(grid)
+    times = full_time_grid(grid)
     return [float(1.0 - t) for t in times[:-1].tolist()]
 
 

@@ -6,9 +6,12 @@ exception a Python user would expect (`ValueError`, `TypeError`, `RuntimeError`,
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, TypeVar
+
+from pydantic import ConfigDict, Field, ValidationError, validate_call
 
 
 class FlowlibError(Exception):
@@ -87,3 +90,56 @@ def require_velocity(name: str, velocity: Any, arity: int = 2) -> None:
         raise ArgumentError(f"{name} must accept {arity} positional arguments ({args}): flowlib calls it as "
                             f"{name}({args}) with t a [batch] tensor of times; its signature is {signature}. "
                             "Wrap a time-independent field: `lambda x, t: f(x)`.") from None
+
+
+# The argument layer: a public function declares each argument's range in its signature with these types and
+# `@checked_args`; a value outside it is an `ArgumentError` naming the function, the argument and the range.
+Positive = Annotated[int, Field(ge=1, strict=True)]
+NonNegative = Annotated[int, Field(ge=0, strict=True)]
+PositiveReal = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # strictly between 0 and 1
+Shape = Annotated[tuple[Positive, ...], Field(min_length=1)]  # one sample's shape, e.g. (2,) or (1, 28, 28)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked_args(fn: F) -> F:
+    """Check `fn`'s arguments against the ranges in its signature (pydantic's `validate_call`, e.g. `hidden: Positive`)
+    before it runs; a bad one raises `ArgumentError` with every problem, each naming the argument.
+
+    >>> @checked_args
+    ... def widths(hidden: Positive) -> int:
+    ...     return hidden
+    >>> try:
+    ...     widths(0)
+    ... except ArgumentError as err:
+    ...     print(err)
+    widths: hidden must be greater than or equal to 1, got int 0.
+    """
+    checked = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn)
+    name = fn.__qualname__.removesuffix(".__init__")
+    params = list(inspect.signature(fn).parameters)
+
+    def where(loc: tuple[Any, ...]) -> str:  # a positional argument's index as its name, items as [i]
+        head = params[loc[0]] if loc and isinstance(loc[0], int) and loc[0] < len(params) else str(loc[0]) if loc else ""
+        return (head + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc[1:])) or "arguments"
+
+    def problem(e: dict[str, Any]) -> str:
+        if e["type"] == "unexpected_keyword_argument":
+            return f"{where(e['loc'])} is not an argument (they are {', '.join(p for p in params if p != 'self')})"
+        if e["type"] == "missing_argument":
+            return f"{where(e['loc'])} is missing"
+        if e["type"] == "too_short":
+            return f"{where(e['loc'])} must have at least {e['ctx']['min_length']} item(s), got {describe(e.get('input'))}"
+        return (f"{where(e['loc'])} must be {e['msg'].removeprefix('Input should be ').removeprefix('Value error, ')}, "
+                f"got {describe(e.get('input'))}")
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return checked(*args, **kwargs)
+        except ValidationError as exc:
+            if exc.title != fn.__qualname__:  # raised inside fn, not about its arguments
+                raise
+            problems = "; ".join(problem(e) for e in exc.errors())
+            raise ArgumentError(f"{name}: {problems}.") from None
+    return wrapper  # type: ignore[return-value]

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint
+from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint, writable_dir
 from .device import autocast, check_precision, device_of, shard, sharding
 from .errors import ArgumentError, FlowlibError, describe, exception_line, require_int
 
@@ -86,7 +86,8 @@ class TrainConfig(BaseModel):
     steps: int = Field(1000, ge=1, strict=True, description="optimiser steps: the cap (max_steps) when val_every is set")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(0.0, ge=0)
-    warmup: int = Field(100, ge=0, strict=True, description="linear warmup steps")
+    warmup: int = Field(100, ge=0, strict=True, description="linear warmup steps (at most steps; by default 100, or "
+                        "steps when fewer)")
     grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay in [0, 1); 0 keeps the raw weights")
     seed: int = Field(0, ge=0, strict=True)
@@ -102,11 +103,44 @@ class TrainConfig(BaseModel):
                                                 "refused where the device has no bf16)")
     compile: bool = Field(False, description="compile the network's forward with torch.compile (worth it on a GPU)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_warmup(cls, values: Any) -> Any:
+        """The default warmup (100) never outlasts a shorter run: it becomes `steps`."""
+        steps = values.get("steps", 1000) if isinstance(values, dict) else None
+        if isinstance(values, dict) and "warmup" not in values and isinstance(steps, int) and 0 < steps < 100:
+            values = {**values, "warmup": steps}
+        return values
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_within_steps(cls, warmup: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if isinstance(steps, int) and warmup > steps:
+            raise ValueError(f"at most steps ({steps}): a warmup longer than the run never reaches the learning rate")
+        return warmup
+
+    @model_validator(mode="after")
+    def _warmup_after_assignment(self) -> "TrainConfig":
+        if self.warmup > self.steps:  # `config.steps = …` after construction
+            raise ValueError(f"warmup ({self.warmup}) must be at most steps ({self.steps})")
+        return self
+
     def __init__(self, **values: Any):
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise TrainConfigError(exc.errors()) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`config.field = value` is checked like the constructor; a refused value leaves the config as it was."""
+        old = self.__dict__.get(name)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            if name in self.__dict__:
+                self.__dict__[name] = old
+            raise TrainConfigError([{**e, "loc": e["loc"] or (name,), "input": value} for e in exc.errors()]) from None
 
 
 class TrainConfigError(ArgumentError):
@@ -254,23 +288,123 @@ def architecture(model: nn.Module) -> dict[str, Any]:
 
 
 def identity(obj: Any) -> str:
-    """A short hash that changes when `obj` does: a tensor's values, a network's weights (in order), or else its name
-    (a plain function): what a resume fingerprint records of a teacher or a fixed dataset."""
+    """A short hash that changes when `obj` does: a tensor's values (all of them, streamed without a copy), a
+    network's weights (in order), a callable's name with what it carries (a bound method's object, a closure's
+    cells, a partial's arguments: tensors and networks in full, plain values and tuples by repr; lists and dicts,
+    often counters, by type), or else the type's name with the object's tensors and networks.
+    What a resume fingerprint records of a teacher, a dataset, a data source or a validator."""
     h = hashlib.sha256()
-    if isinstance(obj, Tensor):
-        h.update(str((obj.dtype, tuple(obj.shape))).encode())
-        h.update(obj.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if obj.numel() else b"")
-    elif isinstance(obj, nn.Module):  # its weights decide what it computes (a wrapper around the same net is the same)
-        for value in obj.state_dict().values():
-            h.update(identity(value).encode())
-    else:
-        h.update(f"{type(obj).__module__}.{getattr(obj, '__qualname__', type(obj).__qualname__)}".encode())
+    _hash_into(h, obj, depth=0)
     return h.hexdigest()[:16]
 
 
-def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int = 64) -> str:
+_PLAIN = (int, float, str, bool, type(None), bytes)
+_HASH_CHUNK = 1 << 24  # bytes per update when a tensor is copied off the GPU
+
+
+def _hash_into(h: Any, obj: Any, depth: int) -> None:
+    """Feed `obj` into the running hash `h` (see `identity`); `depth` bounds how far into objects it looks."""
+    if isinstance(obj, Tensor):
+        h.update(str((obj.dtype, tuple(obj.shape))).encode())
+        flat = obj.detach().reshape(-1)
+        if flat.device.type == "cpu":
+            if flat.numel():
+                h.update(flat.contiguous().view(torch.uint8).numpy())  # the buffer itself: no copy of the data
+            return
+        rows = max(1, _HASH_CHUNK // max(flat.element_size(), 1))
+        for start in range(0, flat.numel(), rows):
+            h.update(flat[start:start + rows].contiguous().view(torch.uint8).cpu().numpy())
+    elif isinstance(obj, nn.Module):  # its weights decide what it computes (a wrapper around the same net is the same)
+        for value in obj.state_dict().values():
+            _hash_into(h, value, depth)
+    elif isinstance(obj, _PLAIN):
+        h.update(repr(obj).encode())
+    elif isinstance(obj, tuple) and depth < 3:  # (lists and dicts are mutable state, such as counters: not hashed)
+        for item in obj:
+            _hash_into(h, item, depth + 1)
+    elif isinstance(obj, partial):
+        _hash_into(h, (obj.func, obj.args, tuple(sorted(obj.keywords.items()))), depth)
+    elif callable(obj) and hasattr(obj, "__qualname__"):
+        h.update(f"{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
+        if depth < 3 and getattr(obj, "__self__", None) is not None:   # a bound method: its object's state
+            _hash_into(h, obj.__self__, depth + 1)
+        for cell in (getattr(obj, "__closure__", None) or ()) if depth < 3 else ():
+            try:
+                _hash_into(h, cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                continue
+    else:
+        h.update(f"{type(obj).__module__}.{type(obj).__qualname__}".encode())
+        fields = getattr(obj, "__dict__", None)
+        if isinstance(fields, dict) and depth < 2:   # an object's data and networks (not its bookkeeping numbers)
+            for key, value in fields.items():
+                if isinstance(value, (Tensor, nn.Module)):
+                    h.update(key.encode())
+                    _hash_into(h, value, depth + 1)
+
+
+def model_shape(model: Any) -> tuple[int, ...] | None:
+    """The sample shape a flowlib network declares (`.shape`), or None for a network or field that declares none."""
+    shape = getattr(model, "shape", None)
+    return tuple(shape) if isinstance(shape, (tuple, list)) else None
+
+
+def check_samples(model: Any, x: Any, what: str, trainer: str, call: bool = True) -> Tensor:
+    """One check of training data against the network it trains, before step one: a finite floating tensor
+    [n, *shape] with the network's sample shape and its weights' dtype (a floating numpy array is converted). A
+    batch of another shape would not fail: the losses would broadcast every prediction against every target. A
+    network that declares no `.shape` is called once on two samples (`call`, for a `v(x, t)` network) and must
+    return their shape.
+
+    >>> from flowlib.models import MLPVelocity
+    >>> try:
+    ...     check_samples(MLPVelocity((2,), hidden=8, depth=2), torch.zeros(4, 1, 2), "data", "train_teacher")
+    ... except ArgumentError as exc:
+    ...     print(str(exc)[:60])
+    train_teacher: data has samples of shape (1, 2) but the netw
+    """
+    if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
+        if x.dtype.kind != "f":
+            raise ArgumentError(f"{trainer}: {what} is a numpy array of dtype {x.dtype}; pass floating data "
+                                "(x.astype('float32')).")
+        x, was_numpy = torch.from_numpy(x), True
+    else:
+        was_numpy = False
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 or len(x) == 0:
+        got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, Tensor) else describe(x)
+        raise ArgumentError(f"{trainer}: {what} must be a floating tensor [n, ...] with a batch axis and at least one "
+                            f"sample, got {got}.")
+    shape = model_shape(model)
+    if shape is not None and tuple(x.shape[1:]) != shape:
+        raise ArgumentError(f"{trainer}: {what} has samples of shape {tuple(x.shape[1:])} but the network models data of "
+                            f"shape {shape}; reshape the data (x.reshape(len(x), *{shape})) or build the network for "
+                            f"shape {tuple(x.shape[1:])}. (The loss would broadcast, not fail.)")
+    weights = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+    if weights is not None and weights.is_floating_point() and x.dtype != weights.dtype:
+        raise ArgumentError(f"{trainer}: {what} has dtype {x.dtype} but the network's weights are {weights.dtype}; "
+                            "pass the data in the weights' dtype (" + (f"x.astype('{str(weights.dtype)[6:]}')" if was_numpy
+                                                                        else f"x.to({weights.dtype})") +
+                            ") or convert the network.")
+    if shape is None and call and isinstance(model, nn.Module):
+        probe = x[:2].to(device_of(model))
+        with torch.no_grad():
+            out = model(probe, torch.full((len(probe),), 0.5, dtype=probe.dtype, device=probe.device))
+        if not isinstance(out, Tensor) or out.shape != probe.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else describe(out)
+            raise ArgumentError(f"{trainer}: the network returns {got} for {what} of shape {tuple(probe.shape)}; a "
+                                "velocity must be shaped like its input (the loss would broadcast, not fail). Reshape the "
+                                "data to the network's sample shape.")
+    if not torch.isfinite(x).all():
+        raise ArgumentError(f"{trainer}: {what} contains NaN or inf; clean the data before training.")
+    return x
+
+
+def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int = 64, model: Any = None,
+                  trainer: str = "train", call: bool = True) -> str:
     """The identity of a data source `sample_batch(n, generator)`: the hash of a probe batch drawn with a fixed seed
-    (two sources that give the same probe are the same data for a resume). Also checks the source's contract."""
+    and of the whole data the source draws from (a `Dataset`'s tensors, a closure's: `identity`), so a corrected row
+    anywhere restarts a resumed run. Also checks the source's contract, and with `model` its samples against the
+    network (`check_samples`)."""
     if not callable(sample_batch):
         raise ArgumentError(f"data.source must be a callable source(n, generator) -> Tensor [n, ...], got "
                             f"{type(sample_batch).__name__}.")
@@ -284,7 +418,9 @@ def data_identity(sample_batch: Callable[[int, torch.Generator], Tensor], n: int
         raise ArgumentError(f"data.source({n}, generator) must return a floating tensor [{n}, ...]; got {got}.")
     if not torch.isfinite(probe).all():
         raise ArgumentError("data.source returned NaN or inf data; clean the dataset before training.")
-    return identity(probe)
+    if model is not None:
+        check_samples(model, probe, "data.source's batch", trainer, call)
+    return identity(probe) + identity(sample_batch)
 
 
 def distributed(device: torch.device | None = None) -> tuple[int, int]:
@@ -407,10 +543,13 @@ class _Progress:
     done: bool = False
 
 
-def run_fingerprint(config: TrainConfig, model: nn.Module, world: int, validated: bool, stop_at_plateau: bool,
+def run_fingerprint(config: TrainConfig, model: nn.Module, world: int, validate: Callable | None, stop_at_plateau: bool,
                     companions: dict[str, Any], run_config: dict | None) -> tuple[str, dict[str, str]]:
-    """The hash of everything that decides a run's result, and the hash of each part (to say what changed)."""
-    parts = {"train": config.model_dump(), "world": world, "validated": validated, "stop": stop_at_plateau,
+    """The hash of everything that decides a run's result, and the hash of each part (to say what changed): the
+    config, the world size, the validator (`identity`: its code and the data it scores on), the networks'
+    architectures and `run_config` (the trainers put the whole data and the teacher's weights there)."""
+    parts = {"train": config.model_dump(), "world": world, "stop": stop_at_plateau,
+             "validator": identity(validate) if validate is not None else None,
              "model": architecture(model),
              "companions": {key: architecture(obj) for key, obj in companions.items() if isinstance(obj, nn.Module)},
              **{f"run.{key}": value for key, value in (run_config or {}).items()}}
@@ -476,9 +615,9 @@ def train(
     warmup = max(config.warmup, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     rule = StoppingRule(config.patience, config.rel_tol) if validate is not None and config.val_every else None
-    fingerprint, part_hashes = run_fingerprint(config, model, world, validate is not None, stop_at_plateau, companions,
+    fingerprint, part_hashes = run_fingerprint(config, model, world, validate, stop_at_plateau, companions,
                                                run_config)
-    ckpt_path = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
+    ckpt_path = writable_dir(ckpt_dir, "checkpoint folder (ckpt_dir)") / "last.pt" if ckpt_dir is not None else None
     trainables = {"model": model, "ema": ema.model, "optimizer": optimizer, "scheduler": scheduler}
     run = _resume(ckpt_path, fingerprint, part_hashes, trainables, companions, generator, rule, rank)
     resumed_from = run.step
@@ -608,7 +747,8 @@ def train_teacher(
     and the result only *reports* whether that loss had plateaued (`converged`).
 
     A resume from `ckpt_dir` happens only when everything that decides the result matches: `config`, the network's
-    architecture, the data (a probe batch of the sampler), the batch size and `run_config`.
+    architecture, the whole data the sampler draws from (`data_identity`), the held-out data, the batch size
+    and `run_config`.
 
     Args:
         model: the network to train; data: a `TrainData` of a data sampler (and held-out data);
@@ -627,8 +767,10 @@ def train_teacher(
     check_training_args(model, config)
     require_data(data, "train_teacher", "a data sampler sample(n, generator)", callable)
     sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
-    run = {"data": data_identity(sample_batch), "batch_size": batch_size, **(run_config or {})}
+    run = {"data": data_identity(sample_batch, model=model, trainer="train_teacher"), "batch_size": batch_size,
+           **(run_config or {})}
     if heldout is not None:
+        heldout = check_samples(model, heldout, "data.heldout", "train_teacher")
         run["heldout"] = identity(heldout)
 
     device = device_of(model)

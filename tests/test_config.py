@@ -73,7 +73,7 @@ def _with(path, value):
     (("boss", "lora_rnk"), 4, "boss.lora_rnk: unknown key"),
     (("teachers",), {}, "teachers: {} → at least 1 entry"),
     (("bespoke", "bases"), ["rk4"], "bespoke.bases[0]: 'rk4' → one of 'rk1' or 'rk2'"),
-    (("bespoke", "seed"), 1234, "bespoke.seed: 1234 → a seed none of"),
+    (("bespoke", "seed"), 1234, "bespoke.seed: 1234 → another seed"),
     (("bespoke", "grid"), 1, "bespoke.grid: 1 → an integer ≥ 2"),
     (("smoke", "boss", "train", "steps"), "x", "smoke.boss.train.steps: 'x' → an integer (with the smoke overrides applied)"),
     # the exact teacher, the combinations and FlowTurbo's compile list

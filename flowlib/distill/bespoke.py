@@ -23,8 +23,17 @@ from torch import Tensor, nn
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
 from ..device import shard
-from ..errors import ArgumentError, FlowlibError, describe, require_int, require_number, require_velocity
-from ..flow import TrainConfig, TrainData, TrainingDivergedError, TrainResult, require_data, train
+from ..errors import (
+    ArgumentError,
+    FlowlibError,
+    Fraction,
+    checked_args,
+    describe,
+    require_int,
+    require_number,
+    require_velocity,
+)
+from ..flow import TrainConfig, TrainData, TrainingDivergedError, TrainResult, check_samples, require_data, train
 from ..metrics import rmse
 from ..solvers.adaptive import solve_adaptive
 from ..solvers.bespoke import BASES, BespokeSolver
@@ -165,6 +174,15 @@ def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, con
         raise ArgumentError(f"config must be a flowlib.TrainConfig (e.g. bespoke_config(1000, 1e-2)), got "
                             f"{describe(config)}.")
     gt, batch_size, (val_noise, val_target) = data.source, data.batch_size, data.heldout
+    require_number("l_tau", l_tau, 0, low_open=True)
+    sample_shape = tuple(gt.states.shape[2:])
+    val_noise, val_target = (check_samples(teacher, value, f"data.heldout's {name}", "train_bespoke", call=False)
+                             for name, value in (("val_noise", val_noise), ("val_target", val_target)))
+    for name, value in (("val_noise", val_noise), ("val_target", val_target)):
+        if tuple(value.shape[1:]) != sample_shape or len(value) != len(val_noise):
+            raise ArgumentError(f"train_bespoke: data.heldout's {name} has shape {tuple(value.shape)} but the dense "
+                                f"ground truth's samples have shape {sample_shape} (and val_noise {len(val_noise)} rows); "
+                                "solve both from noise of one shape.")
     weights = list(teacher.parameters()) if isinstance(teacher, nn.Module) else []  # any callable works
     field_ = CountingVelocity(teacher, name="the velocity field (Bespoke training)")
     flags = [p.requires_grad for p in weights]
@@ -189,7 +207,8 @@ def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, con
     return result
 
 
-def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", *, val_fraction: float = 0.25,
+@checked_args
+def fit_bespoke(velocity: Velocity, noise: Tensor, nfe: int, base: str = "rk2", *, val_fraction: Fraction = 0.25,
                 grid: int = 101, iterations: int = 1000, batch_size: int = 16, lr: float = 1e-2, val_every: int = 25,
                 patience: int = 4, rel_tol: float = 0.01, seed: int = 0, progress: bool = True) -> TrainResult:
     """A Bespoke solver for any velocity field in one call: solve the field's ground truth densely from `noise`

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..device import shard
 from ..errors import ArgumentError
-from ..flow import TrainConfig, TrainData, TrainResult, require_data, train, trainable_copy
+from ..flow import TrainConfig, TrainData, TrainResult, check_samples, require_data, train, trainable_copy
 from ..models import count_parameters
 from ..models.lora import apply_lora, merge_lora
 from ..solvers.bellman import EulerRollout
@@ -103,6 +103,8 @@ def straighten(
                  lambda s: isinstance(s, StraighteningPairs))
     pairs, batch_size = data.source, data.batch_size
     student = trainable_copy(teacher, student)
+    for name in ("x_a", "x_b"):
+        check_samples(student, getattr(pairs, name), f"data.source.{name} (the pairs' states)", "straighten")
     if lora_rank is not None:
         torch.manual_seed(config.seed)  # LoRA's A is random: seed it, or reruns differ
         student = apply_lora(student, lora_rank, lora_alpha)

@@ -37,6 +37,7 @@ from ..flow import (
     flow_matching_loss,
     identity,
     linear_path,
+    model_shape,
     rebuild_net,
     require_data,
     save_velocity_model,
@@ -262,6 +263,10 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, c
         raise ArgumentError(f"generator must be a OneStepGenerator (e.g. OneStepGenerator.from_teacher(teacher, 0.1)), "
                             f"got {type(generator).__name__}.")
     require_velocity("teacher", teacher)
+    for name, net in (("generator", generator.f), ("teacher", teacher), ("online", online)):
+        if model_shape(net) not in (None, shape):
+            raise ArgumentError(f"train_fgm: data.source is the data shape {shape} but the {name} models data of shape "
+                                f"{model_shape(net)}; give the shape the networks were built for.")
     require_number("l1_weight", l1_weight, 0)
     if online_lr is not None:
         require_number("online_lr", online_lr, 0, low_open=True)

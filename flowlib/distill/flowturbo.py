@@ -19,15 +19,17 @@ from torch import Tensor, nn
 
 from ..artifacts import load_checkpoint, save_checkpoint
 from ..device import device_of, shard
-from ..errors import require_number, require_velocity
+from ..errors import ArgumentError, require_number, require_velocity
 from ..flow import (
     TrainConfig,
     TrainData,
     TrainResult,
+    check_samples,
     check_training_args,
     data_identity,
     identity,
     linear_path,
+    model_shape,
     rebuild_net,
     require_data,
     train,
@@ -89,7 +91,13 @@ def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData, config
     require_data(data, "train_refiner", "a data sampler sample(n, generator)", callable)
     require_number("delta_max", delta_max, 0, 1, low_open=True)
     sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
-    run = {"delta_max": delta_max, "batch": batch_size, "teacher": identity(teacher), "data": data_identity(sample_batch),
+    if model_shape(teacher) is not None and model_shape(refiner) not in (None, model_shape(teacher)):
+        raise ArgumentError(f"train_refiner: the refiner models data of shape {model_shape(refiner)} but the teacher "
+                            f"{model_shape(teacher)}; build the refiner for the teacher's shape.")
+    checked = teacher if model_shape(teacher) is not None else refiner
+    heldout = None if heldout is None else check_samples(checked, heldout, "data.heldout", "train_refiner", call=False)
+    run = {"delta_max": delta_max, "batch": batch_size, "teacher": identity(teacher),
+           "data": data_identity(sample_batch, model=checked, trainer="train_refiner", call=False),
            "heldout": identity(heldout) if heldout is not None else None, **(run_config or {})}
     teacher_field = CountingVelocity(teacher, name="the teacher (refiner training)")
     device = device_of(refiner)

@@ -12,7 +12,16 @@ from torch import Tensor, nn
 
 from ..device import shard
 from ..errors import ArgumentError
-from ..flow import TrainConfig, TrainData, TrainResult, linear_path, require_data, train, trainable_copy
+from ..flow import (
+    TrainConfig,
+    TrainData,
+    TrainResult,
+    check_samples,
+    linear_path,
+    require_data,
+    train,
+    trainable_copy,
+)
 
 
 def reflow_times(n: int, generator: torch.Generator, k: int | None = None, eps: float = 1e-3) -> Tensor:
@@ -59,7 +68,15 @@ def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData, confi
                  lambda s: isinstance(s, tuple) and len(s) == 2 and all(isinstance(t, Tensor) for t in s)
                  and s[0].shape == s[1].shape)
     (z, x1), batch_size = data.source, data.batch_size
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise ArgumentError(f"reflow: k (Distill-k-Reflow's number of times) must be an integer ≥ 1 or None "
+                            f"(Uniform-Reflow), got {k!r}.")
+    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < 1):
+        raise ArgumentError(f"reflow: eps (the smallest training time) must be a number in [0, 1), got {eps!r}: the "
+                            "times are drawn from [eps, 1).")
     student = trainable_copy(teacher, student)
+    z = check_samples(student, z, "data.source[0] (the noise)", "reflow")
+    x1 = check_samples(student, x1, "data.source[1] (the teacher's samples)", "reflow")
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return reflow_loss(net, z, x1, batch_size, generator, k, eps)

@@ -13,12 +13,13 @@ The same object samples the data (`sample`) and gives the density of every margi
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..errors import FlowlibError
+from ..errors import FlowlibError, Positive, PositiveReal, checked_args
 
 
 class MixtureError(FlowlibError, ValueError):
@@ -94,7 +95,9 @@ class GaussianMixtureVelocity(nn.Module):
         return self.means[which] + self.scales[which] * noise
 
 
-def ring_mixture(k: int = 8, radius: float = 4 / 2**0.5, scale: float = 0.5 / 2**0.5) -> GaussianMixtureVelocity:
+@checked_args
+def ring_mixture(k: Positive = 8, radius: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 4 / 2**0.5,
+                 scale: PositiveReal = 0.5 / 2**0.5) -> GaussianMixtureVelocity:
     """K equal Gaussians on a circle (the `8gaussians` dataset: radius 4/√2, std 0.5/√2).
 
     Args:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..errors import ArgumentError
+from ..errors import Positive, Shape, checked_args
 from .embeddings import SinusoidalTimeEmbedding, shared_time
 
 
@@ -26,11 +28,10 @@ class MLPVelocity(nn.Module):
     torch.Size([5, 2])
     """
 
-    def __init__(self, shape: tuple[int, ...], hidden: int = 512, depth: int = 4, time_dim: int = 64,
-                 out_shape: tuple[int, ...] | None = None):
+    @checked_args
+    def __init__(self, shape: Shape, hidden: Positive = 512, depth: Annotated[int, Field(ge=2, strict=True)] = 4,
+                 time_dim: Positive = 64, out_shape: Shape | None = None):
         super().__init__()
-        if depth < 2:
-            raise ArgumentError(f"MLPVelocity needs depth >= 2, got {depth}")
         self.shape = tuple(shape)
         self.out_shape = tuple(out_shape or shape)  # another output shape: the velocity refiner's body
         dim = math.prod(self.shape)

@@ -1,11 +1,14 @@
 """A compact UNet velocity net (time-conditioned residual blocks, optional self-attention), 8x8 to 32x32."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, NonNegative, Positive, checked_args
 from .embeddings import SinusoidalTimeEmbedding
 
 
@@ -65,16 +68,17 @@ class UNetVelocity(nn.Module):
     torch.Size([2, 1, 8, 8])
     """
 
+    @checked_args
     def __init__(
         self,
-        shape: tuple[int, int, int],
-        width: int = 32,
-        channel_mult: tuple[int, ...] = (1, 2),
-        num_res_blocks: int = 1,
-        attention_levels: tuple[int, ...] = (),
-        dropout: float = 0.0,
-        time_dim: int = 64,
-        out_channels: int | None = None,
+        shape: tuple[Positive, Positive, Positive],
+        width: Positive = 32,
+        channel_mult: Annotated[tuple[Positive, ...], Field(min_length=1)] = (1, 2),
+        num_res_blocks: Positive = 1,
+        attention_levels: tuple[NonNegative, ...] = (),
+        dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+        time_dim: Positive = 64,
+        out_channels: Positive | None = None,
     ):
         super().__init__()
         c, h, w = shape

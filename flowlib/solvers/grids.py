@@ -89,3 +89,22 @@ def uniform_grid(steps: int) -> Tensor:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise GridError(f"The number of steps must be a positive integer, got {steps!r}.")
     return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+
+
+def full_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
+    """`as_time_grid`, and the grid must start at exactly 0 (the noise) and end at exactly 1 (the data): the one rule of
+    every sampler's grid, the diffusers bridge's and `export_grid`'s included.
+
+    >>> try:
+    ...     full_time_grid([0, 0.3, 0.6])
+    ... except GridError as exc:
+    ...     print(str(exc)[:35])
+    A sampler's time grid must run from
+    """
+    grid = as_time_grid(time_grid)
+    if grid[0] != 0 or grid[-1] != 1:
+        raise GridError(f"A sampler's time grid must run from exactly t = 0 (noise) to t = 1 (data), got "
+                        f"[{grid[0].item():.6g}, {grid[-1].item():.6g}]: a grid starting later treats the noise as the "
+                        "state at that time, one ending earlier returns unfinished samples. For a partial solve call "
+                        "flowlib.solve(v, x, grid), which integrates from grid[0] to grid[-1].")
+    return grid

@@ -89,13 +89,7 @@ class CountingVelocity:
     def __call__(self, x: Tensor, t: Tensor, *rest: Tensor) -> Tensor:
         self.nfe += 1
         if self.nfe == 1:
-            try:
-                out = self.velocity(x, t, *rest)
-            except (RuntimeError, TypeError, IndexError) as exc:
-                raise VelocityCallError(
-                    f"{self.name} failed on its first call, with x of shape {tuple(x.shape)} and dtype {x.dtype} on "
-                    f"{x.device}: {exception_line(exc, 300)}. Does the noise match "
-                    "the field's input (shape, dtype, device), and does the field take (x, t)?") from exc
+            out = self._first_call(x, t, *rest)
         else:
             out = self.velocity(x, t, *rest)
         if type(out) is not Tensor or out.shape != x.shape or not out.is_floating_point():
@@ -109,6 +103,28 @@ class CountingVelocity:
                          "NaN in the data or ground truth it was given) is the problem, not the field")
             raise NonFiniteError(f"{self.name} returned NaN or inf at evaluation {self.nfe} (t = {when:.4g}) {cause}; "
                                  "pass check_finite=False to skip this check.")
+        return out
+
+    def _first_call(self, x: Tensor, t: Tensor, *rest: Tensor) -> Tensor:
+        """The first call, where a field that does not suit its input shows it: any exception it raises becomes a
+        `VelocityCallError` (the original chained), and a field that changes its input in place is refused (the
+        samplers reuse the state, so the caller's noise would change under it)."""
+        before = x.detach().clone() if isinstance(x, Tensor) else None
+        try:
+            out = self.velocity(x, t, *rest)
+        except FlowlibError:
+            raise
+        except Exception as exc:
+            raise VelocityCallError(
+                f"{self.name} failed on its first call, with x of shape {tuple(x.shape)} and dtype {x.dtype} on "
+                f"{x.device}: {exception_line(exc, 300)}. Does the noise match "
+                "the field's input (shape, dtype, device), and does the field take (x, t)?") from exc
+        if before is not None and not ((x == before) | (x.isnan() & before.isnan())).all():
+            with torch.no_grad():
+                x.copy_(before)  # the caller's tensor as it was
+            raise VelocityCallError(f"{self.name} changed its input x in place on its first call (e.g. x.mul_ or x += …): "
+                                    "the samplers reuse the state, so the caller's noise would change too. Return a new "
+                                    "tensor instead (x * 2, x + …).")
         return out
 
 

@@ -10,7 +10,7 @@ from ..errors import ArgumentError, describe, require_number, require_velocity
 from .adaptive import solve_adaptive
 from .compiled import CallTally, CompiledFunction
 from .fixed_grid import get_tableau, solve
-from .grids import GridError, as_time_grid, uniform_grid
+from .grids import full_time_grid, uniform_grid
 from .nfe import CountingVelocity, Velocity, check_noise, check_output, ensure_finite
 
 
@@ -166,16 +166,6 @@ class ODESampler(CountingSampler):
     def integrate(self, velocity: Velocity, noise: Tensor, refiner: Callable[..., Tensor] | None = None) -> Tensor:
         return solve(velocity, noise, self.time_grid, self.method)
 
-
-def full_time_grid(time_grid: Tensor | Sequence[float] | int) -> Tensor:
-    """`as_time_grid`, and the grid must start at exactly 0 (the noise) and end at exactly 1 (the data)."""
-    grid = as_time_grid(time_grid)
-    if grid[0] != 0 or grid[-1] != 1:
-        raise GridError(f"A sampler's time grid must run from exactly t = 0 (noise) to t = 1 (data), got "
-                        f"[{grid[0].item():.6g}, {grid[-1].item():.6g}]: a grid starting later treats the noise as the "
-                        "state at that time, one ending earlier returns unfinished samples. For a partial solve call "
-                        "flowlib.solve(v, x, grid), which integrates from grid[0] to grid[-1].")
-    return grid
 
 
 class AdaptiveSampler(CountingSampler):
