@@ -233,7 +233,8 @@ def load_checkpoint(path: str | os.PathLike, rebuild_hint: str = "", kind: str |
         raise CheckpointError(f"{path} is a directory, not a checkpoint file; pass the .pt file inside it"
                               f"{' (it holds ' + ', '.join(inside) + ')' if inside else ''}.")
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint {path} does not exist.{hint}")
+        raise CheckpointError(f"Checkpoint {path} does not exist." + (f" Build it with: {rebuild_hint}" if rebuild_hint
+                              else " Check the path, or run the step that writes it."))
     raw = path.read_bytes()
     if len(raw) < _HEADER.size:
         raise CheckpointError(f"Checkpoint {path} is truncated ({len(raw)} bytes, no complete header).{hint}")

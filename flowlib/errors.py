@@ -128,6 +128,8 @@ def checked_args(fn: F) -> F:
             return f"{where(e['loc'])} is not an argument (they are {', '.join(p for p in params if p != 'self')})"
         if e["type"] == "missing_argument":
             return f"{where(e['loc'])} is missing"
+        if e["type"] == "missing":   # a fixed-length tuple given too few items
+            return f"{where(e['loc'][:1])} needs an item at {where(e['loc'])}, got {describe(e.get('input'))}"
         if e["type"] == "too_short":
             return f"{where(e['loc'])} must have at least {e['ctx']['min_length']} item(s), got {describe(e.get('input'))}"
         return (f"{where(e['loc'])} must be {e['msg'].removeprefix('Input should be ').removeprefix('Value error, ')}, "
