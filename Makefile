@@ -8,6 +8,12 @@ STAMP  := $(VENV)/.installed
 PROFILE ?=
 # processes per stage: NPROC > 1 runs every stage's trainers data-parallel under torchrun (one GPU each; flowlib.launch)
 NPROC  ?= 1
+# when this make started, and whether .venv was missing then: `make repro` on a fresh clone (install included) writes
+# its own wall time into README.md
+START  := $(shell date +%s)
+FRESH  := $(shell [ -f $(STAMP) ] || echo 1)
+# extra arguments for `make lab`, e.g. LAB_ARGS='--port=8890 --no-browser'
+LAB_ARGS ?=
 
 .PHONY: repro test test-profiles test-browser lint install lab bench your-flow diffusers clean-venv fashion-data
 
@@ -23,6 +29,9 @@ endif
 	PATH="$(abspath $(BIN)):$$PATH" FLOWLIB_NPROC=$(NPROC) $(BIN)/dvc repro
 ifeq ($(PROFILE),)
 	$(BIN)/python -m flowlib.report readme
+ifneq ($(FRESH),)
+	$(BIN)/python -m flowlib.report timing --seconds $$(( $$(date +%s) - $(START) )) --fresh
+endif
 else
 	$(BIN)/python -m flowlib.report profile $(PROFILE)  # the run's report -> reports/$(PROFILE)/, its block in README.md
 endif
@@ -63,11 +72,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-up on first open
-	JUPYTERLAB_SETTINGS_DIR="$(abspath .jupyter/lab/user-settings)" $(BIN)/jupyter lab notebooks/
+lab: $(STAMP)  # repository settings (.jupyter/lab/user-settings): no news pop-up on first open; runs as root too (containers)
+	JUPYTERLAB_SETTINGS_DIR="$(abspath .jupyter/lab/user-settings)" $(BIN)/jupyter lab notebooks/ \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
-# notebooks/07_your_flow.ipynb (every method on any velocity field) under papermill; needs the digits teacher (make repro)
+# notebooks/07_your_flow.ipynb (every method on any velocity field) under papermill; brings up the digits teacher it
+# needs first (`dvc repro teacher@digits`: cached after `make repro`, about a minute on a clean clone)
 your-flow: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro teacher@digits
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/papermill notebooks/07_your_flow.ipynb reports/notebooks/07_your_flow.ipynb --cwd notebooks
 
 # notebooks/08_diffusers.ipynb (flowlib <-> diffusers on the exact flow and a tiny random SD3 transformer) under papermill

@@ -21,13 +21,13 @@ from .distill.bespoke import load_bespoke
 from .distill.fgm import GeneratorSampler, load_generator
 from .distill.flowturbo import load_refiner
 from .errors import FlowlibError
-from .experiments.common import dataset_for, load_teacher, rebuild_hint
+from .experiments.common import dataset_for, load_teacher
 from .flow import load_velocity_model
 from .layout import BOSS_FULL
 from .plots import SavedFigure, draw_panel, save_figure
 from .solvers import ODESampler, Sampler, solve_adaptive
 from .solvers.bespoke import BespokeSampler
-from .solvers.flowturbo import FlowTurboSampler
+from .solvers.flowturbo import FlowTurboSampler, Schedule
 
 EXPLORER_METHODS = ("teacher", "bellman", "boss", "bespoke", "flowturbo", "fgm")
 
@@ -50,7 +50,7 @@ class Knobs:
 
 def _need(path: Path, stage: str) -> Path:
     if not path.is_file():
-        raise ExplorerError(f"{path.name} is not cached for this teacher; run `{rebuild_hint(stage)}` first.")
+        raise ExplorerError(f"{path.name} is not cached for this teacher; run `dvc repro {stage}` first (or its notebook).")
     return path
 
 
@@ -76,7 +76,8 @@ def available(params: Params, teacher: str) -> dict[str, Any]:
         "bellman": k_grid,
         "boss": lay.boss_ks(teacher),
         "bespoke": lay.bespoke_nfes(teacher),
-        "flowturbo": list(params.flowturbo.schedules) if lay.refiner(teacher).is_file() else [],
+        "flowturbo": [s for s in params.flowturbo.schedules  # schedules without R steps need no refiner
+                      if lay.refiner(teacher).is_file() or not Schedule.parse(s).count("R")],
         "fgm": list(fgm_generators(params, teacher)),
     }
 
@@ -106,11 +107,13 @@ def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None
         path = _need(lay.bespoke_solver(teacher, knobs.base, knobs.nfe), f"bespoke@{teacher}")
         return BespokeSampler(model, load_bespoke(path))
     if method == "flowturbo":
-        refiner = load_refiner(_need(lay.refiner(teacher), f"flowturbo@{teacher}"))
+        needs_refiner = Schedule.parse(knobs.schedule).count("R") > 0   # H and P steps use the teacher alone
+        refiner = load_refiner(_need(lay.refiner(teacher), f"flowturbo@{teacher}")) if needs_refiner else None
         return FlowTurboSampler(model, knobs.schedule, refiner)
     generators = fgm_generators(params, teacher)
     if not generators:
-        raise ExplorerError(f"No FGM generator is cached for this teacher; run `{rebuild_hint(f'fgm@{teacher}')}` first.")
+        raise ExplorerError(f"No FGM generator is cached for this teacher; run `dvc repro fgm@{teacher}` first (or its "
+                            "notebook).")
     headline = min(generators, key=lambda t: generators[t][0])  # the one chosen on validation
     t_star = knobs.t_star if knobs.t_star is not None else headline
     if t_star not in generators:

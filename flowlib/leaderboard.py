@@ -193,3 +193,25 @@ def versus_markdown(table: pd.DataFrame) -> str:
         parts.append(f"**{teacher}** (NFE budget; each cell: the paper's best against diffusers' best, distance to the "
                      f"teacher)\n\n{wide.to_markdown()}\n")
     return "\n".join(parts)
+
+
+def closer_than(table: pd.DataFrame, reference: str, column: str = "rmse_to_gt", by: str = "family") -> pd.DataFrame:
+    """Per NFE, the reference sampler's `column` and the samplers that end below it (closer), from a
+    `compare_samplers` table with a `by` column naming each row's sampler: a notebook's comparison sentences,
+    generated from its own table rather than typed.
+
+    >>> t = pd.DataFrame({"family": ["euler", "a", "b"] * 2, "nfe": [2, 2, 2, 4, 4, 4],
+    ...                   "rmse_to_gt": [0.5, 0.4, 0.6, 0.2, 0.3, 0.1]})
+    >>> closer_than(t, "euler")["closer"].tolist()
+    ['a', 'b']
+    """
+    if reference not in set(table[by]):
+        raise FlowlibError(f"No {by} {reference!r} in the table; it has {sorted(set(table[by]))}.")
+    rows = []
+    for nfe, group in table.groupby("nfe", sort=True):
+        ref = group.loc[group[by] == reference, column]
+        if ref.empty:
+            continue
+        below = group[(group[by] != reference) & (group[column] < float(ref.iloc[0]))].sort_values(column)
+        rows.append({"nfe": int(nfe), reference: float(ref.iloc[0]), "closer": ", ".join(below[by]) or "none"})
+    return pd.DataFrame(rows)

@@ -256,6 +256,34 @@ def readme_markers(profile: str | None = None) -> tuple[str, str]:
     return f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->"
 
 
+TIMING_START, TIMING_END = "<!-- repro-time:start -->", "<!-- repro-time:end -->"
+
+
+def timing_sentence(seconds: float, cores: int | None, fresh: bool, when: str) -> str:
+    """The README's measured `make repro` time, as the run that measured it writes it.
+
+    >>> timing_sentence(1234.5, 2, True, "2026-12-06")
+    'Last measured: `make repro` took 20 min 34 s on a fresh clone, install included (2 cores, 2026-12-06).'
+    """
+    minutes, rest = divmod(round(seconds), 60)
+    where = "on a fresh clone, install included" if fresh else "with .venv already installed"
+    return f"Last measured: `make repro` took {minutes} min {rest} s {where} ({cores or '?'} cores, {when})."
+
+
+def update_timing(readme: str | Path, sentence: str) -> bool:
+    """Put `sentence` between the README's repro-time markers; True if it changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if TIMING_START not in text or TIMING_END not in text:
+        raise ReportError(f"{readme} lacks the markers {TIMING_START} ... {TIMING_END}.")
+    head, rest = text.split(TIMING_START, 1)
+    new = f"{head}{TIMING_START}{sentence}{TIMING_END}{rest.split(TIMING_END, 1)[1]}"
+    if new != text:
+        write_text(readme, new)
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowlib.report")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -267,7 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("name")
     q.add_argument("--reports", default="reports")
     q.add_argument("--readme", default="README.md")
+    t = sub.add_parser("timing", help="after `make repro`: write its measured wall time into README.md")
+    t.add_argument("--seconds", type=float, required=True)
+    t.add_argument("--fresh", action="store_true", help="the run created .venv (install included)")
+    t.add_argument("--readme", default="README.md")
     args = parser.parse_args(argv)
+    if args.cmd == "timing":
+        import datetime
+        import os
+
+        sentence = timing_sentence(args.seconds, os.cpu_count(), args.fresh, datetime.date.today().isoformat())
+        update_timing(args.readme, sentence)
+        print(f"{args.readme}: {sentence}")
+        return 0
     if args.cmd == "readme":
         changed = update_readme(args.readme, Path(args.results).read_text())
         print(f"{args.readme}: results table {'updated' if changed else 'already current'}")

@@ -64,8 +64,11 @@ def test_explorer_functions_run_headless(ring):
     assert path.shape == (cached["bellman"][0] + 1, 5, 2)
     with pytest.raises(ExplorerError, match=r"dvc repro boss@ring"):
         build_sampler(params, "ring", "boss", Knobs(k=cached["bellman"][0]))
-    with pytest.raises(ExplorerError, match=r"dvc repro flowturbo@ring"):
-        build_sampler(params, "ring", "flowturbo")
+    with pytest.raises(ExplorerError, match=r"run `dvc repro flowturbo@ring` first"):
+        build_sampler(params, "ring", "flowturbo", Knobs(schedule="H1P2R2"))
+    # H and P steps need the teacher alone: no refiner asked for (it used to ask for refiner.pt)
+    assert cached["flowturbo"] == [s for s in params.flowturbo.schedules if "R" not in s] != []
+    assert build_sampler(params, "ring", "flowturbo", Knobs(schedule="H1P2"))(torch.randn(4, 2)).shape == (4, 2)
     with pytest.raises(ExplorerError, match="Unknown method 'magic'"):
         build_sampler(params, "ring", "magic")
     fig = show(params, "ring", "teacher", Knobs(nfe=2, solver="midpoint"), n=64, n_paths=4)

@@ -65,3 +65,18 @@ def test_saved_figure_shows_inline_and_never_an_absolute_path(tmp_path, monkeypa
         plots.check_figures_shown()
     assert fig._repr_png_().startswith(b"\x89PNG")  # what Jupyter displays
     assert plots.check_figures_shown() == "1 figure(s) written, all shown inline"
+
+
+def test_make_repro_writes_its_own_time_between_the_readme_markers(tmp_path):
+    from flowlib.report import TIMING_END, TIMING_START, ReportError, timing_sentence, update_timing
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"took: {TIMING_START}old{TIMING_END} rest\n")
+    assert update_timing(readme, timing_sentence(1500, 2, True, "2026-12-06"))
+    assert readme.read_text() == (f"took: {TIMING_START}Last measured: `make repro` took 25 min 0 s on a fresh clone, install "
+                                  f"included (2 cores, 2026-12-06).{TIMING_END} rest\n")
+    assert not update_timing(readme, timing_sentence(1500, 2, True, "2026-12-06"))   # already current
+    readme.write_text("no markers\n")
+    with pytest.raises(ReportError, match="repro-time"):
+        update_timing(readme, "x")
+    assert TIMING_START in (ROOT / "README.md").read_text()   # the README has the place `make repro` writes to

@@ -21,7 +21,7 @@ from ..flow import TrainData, TrainResult, count_flops, save_velocity_model
 from ..layout import BOSS_FULL, boss_lora
 from ..models import count_parameters
 from ..solvers import AdaptiveSampler, ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
-from .common import TeacherContext, training_columns, validation_curve
+from .common import TeacherContext, rebuild_hint, training_columns, validation_curve
 
 VAL_CURVE = "validation RMSE to the ground truth (K-step Euler)"
 
@@ -79,7 +79,7 @@ def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], pr
     bp = params.boss
     if params.teacher(ctx.name).exact:  # a closed-form field has no weights to straighten (its claims say `not run`)
         return [], pd.DataFrame(columns=["step", "value", "run", "curve"])
-    teacher_state = load_checkpoint(params.layout.teacher(ctx.name))
+    teacher_state = load_checkpoint(params.layout.teacher(ctx.name), rebuild_hint(f"teacher@{ctx.name}"))
     noise = ctx.seeded_noise(bp.n_pairs, bp.seed + 1)
     rollout = euler_rollout(ctx.model, noise, bp.n_fine)
     z, x1 = rollout.states[0], rollout.states[-1]
