@@ -202,16 +202,14 @@ def test_explorer_shows_an_image_that_every_control_replaces(lab, browser):
         after_nfe = _explorer_image(page, first)
         _choose(page, "method", "flowturbo")
         after_method = _explorer_image(page, after_nfe)
-        _choose(page, "teacher", "ring")  # no refiner is cached for the ring: the fix, as text, instead of a figure
+        # no refiner need be cached for the ring: its H/P schedules call the teacher alone and still draw (the
+        # explorer offers R schedules only where a refiner is cached; the error for one is tested headless)
+        _choose(page, "teacher", "ring")
+        ring_turbo = _explorer_image(page, after_method)
         output = page.locator(".widget-output").first
-        deadline = time.time() + 90
-        while time.time() < deadline and not (page.locator(".widget-output img").count() == 0
-                                              and "not cached" in output.inner_text()):
-            time.sleep(0.5)
-        shown = output.inner_text()
-        assert "ExplorerError" in shown and "dvc repro flowturbo@ring" in shown, shown[:500]
+        assert "Error" not in output.inner_text(), output.inner_text()[:500]
         _choose(page, "method", "teacher")
-        ring = _explorer_image(page, after_method)  # the ring teacher's 8-step Euler, with its trajectories
+        ring = _explorer_image(page, ring_turbo)  # the ring teacher's 8-step Euler, with its trajectories
         _choose(page, "teacher", "digits")
         after_teacher = _explorer_image(page, ring)
         assert after_teacher == after_nfe  # back to digits, teacher, 8 NFE: the same picture (fixed noise)
