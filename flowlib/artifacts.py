@@ -71,6 +71,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "generator": ("an FGM one-step generator", "flowlib.distill.fgm.load_generator"),
     "bespoke": ("a Bespoke solver", "flowlib.distill.bespoke.load_bespoke"),
     "refiner": ("a FlowTurbo refiner", "flowlib.distill.flowturbo.load_refiner"),
+    "autoencoder": ("an image autoencoder (a latent teacher's latent space)", "flowlib.latent.load_autoencoder"),
     "trainer": ("a trainer state (for resuming)", "the trainer's ckpt_dir (train(..., ckpt_dir))"),
     "ground_truth": ("a teacher's ground truth", "flowlib.artifacts.load_checkpoint"),
     "artefact": ("a pipeline artefact", "flowlib.artifacts.load_checkpoint"),

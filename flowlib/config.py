@@ -188,6 +188,26 @@ ModelConfig = Annotated[Union[MLPConfig, UNetConfig, MixtureConfig], Field(discr
 NetConfig = Annotated[Union[MLPConfig, UNetConfig], Field(discriminator="arch")]
 
 
+class AutoencoderParams(Section):
+    """An image dataset's autoencoder (stage `autoencoders`): the latent space of the teachers that name it."""
+
+    dataset: DatasetName
+    latent_dim: PositiveInt = Field(32, description="size of the flat latent a latent teacher's flow runs on")
+    width: PositiveInt = Field(32, description="channels of the first convolution (the second and third have twice)")
+    batch_size: PositiveInt = Field(128, description="training batch")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="reconstruction training (to its validation "
+                               "plateau; the steps are a cap)")
+
+    def autoencoder_rules(self, name: str) -> list["Problem"]:
+        where = ("autoencoders", name)
+        out = [] if re.fullmatch(NAME_PATTERN, name) else [_problem(where, f"{name!r} → a name of letters, digits, '_' "
+                                                                    "and '-' starting with a letter (it names a folder)")]
+        if self.dataset not in IMAGE_DATASETS:
+            out.append(_problem((*where, "dataset"), f"{self.dataset!r} → an image dataset ({', '.join(IMAGE_DATASETS)}): "
+                                "an autoencoder compresses images"))
+        return out + trains_to_plateau(f"autoencoders.{name}", self.train)
+
+
 class TeacherParams(Section):
     dataset: DatasetName
     n_eval: PositiveInt = Field(description="evaluation samples (at most the held-out split)")
@@ -196,6 +216,8 @@ class TeacherParams(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="training schedule (unused by an exact teacher)")
     student: NetConfig | None = Field(None, description="exact teachers: the network that FGM's generator and online "
                                       "model start from (a trained teacher's own weights otherwise)")
+    latent: str | None = Field(None, description="an entry of `autoencoders`: the flow runs on its standardised latents "
+                               "and every image metric decodes the samples first")
 
     @property
     def exact(self) -> bool:
@@ -220,6 +242,23 @@ class TeacherParams(Section):
                                 "for the methods that train a copy of the teacher"))
         if self.model.arch == "unet" and self.dataset not in IMAGE_DATASETS:
             out.append(_problem((*where, "model", "arch"), f"'unet' → 'mlp' for the 2-D dataset {self.dataset!r}"))
+        if self.latent is not None:
+            out += self.latent_rules(pf, where)
+        return out
+
+    def latent_rules(self, pf: "ParamsFile", where: tuple[str, str]) -> list["Problem"]:
+        """A latent teacher names an autoencoder of its own dataset, and learns a flat latent with an MLP."""
+        ae = pf.autoencoders.get(self.latent)
+        if ae is None:
+            return [_problem((*where, "latent"), f"{self.latent!r} → one of the `autoencoders` entries "
+                             f"{sorted(pf.autoencoders) or '(none configured: add one)'}")]
+        out = []
+        if ae.dataset != self.dataset:
+            out.append(_problem((*where, "latent"), f"{self.latent!r} (an autoencoder of {ae.dataset}) → an autoencoder "
+                                f"of {self.dataset}, the teacher's dataset"))
+        if self.model.arch != "mlp":
+            out.append(_problem((*where, "model", "arch"), f"{self.model.arch!r} → 'mlp': the latent is a flat "
+                                f"{ae.latent_dim}-vector"))
         return out
 
     @property
@@ -402,6 +441,8 @@ class ParamsFile(Section):
     paths: PathsParams = Field(default_factory=PathsParams)
     data: DataParams = Field(default_factory=DataParams)
     eval: EvalParams = Field(default_factory=EvalParams)
+    autoencoders: dict[str, "AutoencoderParams"] = Field({}, description="image autoencoders whose latent space a "
+                                                         "teacher's `latent` may name (stage autoencoders)")
     teachers: dict[str, TeacherParams] = Field(min_length=1, description="one teacher flow per entry")
     boss: BossParams = Field(default_factory=BossParams)
     bespoke: BespokeParams = Field(default_factory=BespokeParams)
@@ -417,6 +458,8 @@ class ParamsFile(Section):
             section = getattr(self, name)
             if isinstance(section, Section):
                 out += section.unique_problems(name) + section.rules(self)
+        for name, ae in self.autoencoders.items():
+            out += ae.autoencoder_rules(name)
         for name, tp in self.teachers.items():
             out += tp.teacher_rules(self, name)
         return out + self.seed_separation()
@@ -425,6 +468,7 @@ class ParamsFile(Section):
         """Every seed a stage draws its data, fitting, training or validation noise from: (key path, offset, what it
         draws); the draw uses the key's value plus the offset (BOSS's pairs: `boss.seed + 1`)."""
         out = [(("data", "seed"), 0, "the 2-D toy data and the held-out split")]
+        out += [(("autoencoders", name, "train", "seed"), 0, f"autoencoder {name}'s batches") for name in self.autoencoders]
         out += [(("teachers", name, "train", "seed"), 0, f"teacher {name}'s training noise") for name in self.teachers]
         return out + [(("boss", "seed"), 0, "BOSS's cost-matrix noise"), (("boss", "seed"), 1, "BOSS's pairs"),
                       (("boss", "seed"), 2, "BOSS's validation noise"),
@@ -451,7 +495,7 @@ class ParamsFile(Section):
         return out
 
 
-SECTIONS = ("data", "eval", "teachers", "boss", "bespoke", "flowturbo", "fgm", "combos")  # what Params carries
+SECTIONS = ("data", "eval", "autoencoders", "teachers", "boss", "bespoke", "flowturbo", "fgm", "combos")  # what Params carries
 
 
 # ------------------------------------------------------------------------------------- what callers get
@@ -467,6 +511,7 @@ class Params:
     eval: EvalParams
     teachers: dict[str, TeacherParams]
     boss: BossParams
+    autoencoders: dict[str, AutoencoderParams] = field(default_factory=dict)
     bespoke: BespokeParams = field(default_factory=BespokeParams)
     flowturbo: FlowTurboParams = field(default_factory=FlowTurboParams)
     fgm: FGMParams = field(default_factory=FGMParams)

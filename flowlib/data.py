@@ -65,7 +65,17 @@ class Dataset:
 
     @property
     def is_image(self) -> bool:
+        """Whether its samples are images (shown as grids, scored in an image feature space)."""
         return self.train.dim() == 4
+
+    @property
+    def pixels(self) -> "Dataset":
+        """The data in image (or point) space: itself; a latent dataset's images (`flowlib.latent.LatentDataset`)."""
+        return self
+
+    def to_images(self, samples: Tensor) -> Tensor:
+        """Samples of this dataset as what they stand for: themselves; a latent dataset decodes them."""
+        return samples
 
     def sample_batch(self, n: int, generator: torch.Generator) -> Tensor:
         """A training minibatch: fresh samples for toys, a random subset (with replacement) for images."""

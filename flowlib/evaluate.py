@@ -36,6 +36,9 @@ ROW_METHODS = ("data", "baseline", "diffusers", "boss", "bespoke", "flowturbo", 
 BASELINE_SOLVERS = ("euler", "midpoint", "heun", "rk4", "adaptive")
 
 
+REFERENCE_SOLVERS = ("adaptive", "heldout", "decoded")  # rows that are no sampler: the ground truth, real data, decoder floor
+
+
 class ResultError(FlowlibError, ValueError):
     """A result row or table that does not follow the shared schema."""
 
@@ -138,11 +141,13 @@ def sampler_latency(sampler: Sampler, noise: Tensor, batch: int = 256, repeats: 
     return median_latency(lambda: sampler(part), repeats, warmup=1) / len(part)
 
 
-def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str, bootstrap: int = 0) -> dict[str, Any]:
-    """The reference line: real held-out data scored like a sampler (method `data`, nfe 0)."""
+def data_row(metric: QualityMetric, heldout: Tensor, *, dataset: str, bootstrap: int = 0,
+             solver: str = "heldout") -> dict[str, Any]:
+    """A reference line: real held-out data scored like a sampler (method `data`, nfe 0); `solver="decoded"`: a latent
+    teacher's decoder floor (held-out latents, decoded by `metric`)."""
     quality, quality_std = _band(metric, heldout, bootstrap, seed=1)
     row = {
-        "dataset": dataset, "teacher": "-", "method": "data", "solver": "heldout", "nfe": 0,
+        "dataset": dataset, "teacher": "-", "method": "data", "solver": solver, "nfe": 0,
         "quality": quality, "quality_std": quality_std, "quality_metric": metric.name, "gt_distance": math.nan,
         "gt_distance_std": math.nan, "gt_distance_metric": "-", "rmse_to_gt": math.nan,
         "ms_per_sample": math.nan, "extra_params": 0, "train_seconds": 0.0,
@@ -232,7 +237,7 @@ def headline_metrics(df: pd.DataFrame, nfes: Iterable[int] = (4,), **extra: floa
 
     The full tables stay in reports/results/*.csv; this keeps `dvc metrics show` readable.
     """
-    samplers = df[~df["solver"].isin(["adaptive", "heldout"])]
+    samplers = df[~df["solver"].isin(REFERENCE_SOLVERS)]
     out: dict[str, Any] = {}
     for n in nfes:
         at = samplers[samplers["nfe"] == n]

@@ -21,7 +21,7 @@ from .distill.bespoke import load_bespoke
 from .distill.fgm import GeneratorSampler, load_generator
 from .distill.flowturbo import load_refiner
 from .errors import FlowlibError
-from .experiments.common import dataset_for, load_teacher
+from .experiments.common import load_teacher, teacher_dataset
 from .flow import load_velocity_model
 from .layout import BOSS_FULL
 from .plots import SavedFigure, draw_panel, save_figure
@@ -123,7 +123,7 @@ def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None
 
 def explorer_noise(params: Params, teacher: str, n: int, seed: int = 0) -> Tensor:
     """A fixed noise batch (the same for every sampler, so panels are comparable)."""
-    shape = dataset_for(params, params.teacher(teacher).dataset).shape
+    shape = teacher_dataset(params, teacher).shape
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
@@ -161,12 +161,13 @@ def show(params: Params, teacher: str, method: str, knobs: Knobs | None = None, 
     noise = explorer_noise(params, teacher, n)
     truth = ground_truth_path(model, noise)
     samples = sampler(noise)
-    dataset = dataset_for(params, params.teacher(teacher).dataset)
+    dataset = teacher_dataset(params, teacher)
     two_d = not dataset.is_image
     fig, axes = plt.subplots(1, 3 if two_d else 2, figsize=(13 if two_d else 9, 4.2))
     reference = dataset.heldout[:2000] if two_d else None
-    draw_panel(axes[0], samples, f"{sampler.name} ({sampler.nfe} NFE)", reference, 8)
-    draw_panel(axes[1], truth[-1], "ground truth (dopri5)", reference, 8)
+    # a latent teacher's samples are decoded: grids of images, not a scatter of latents
+    draw_panel(axes[0], dataset.to_images(samples), f"{sampler.name} ({sampler.nfe} NFE)", reference, 8)
+    draw_panel(axes[1], dataset.to_images(truth[-1]), "ground truth (dopri5)", reference, 8)
     if two_d:
         ax = axes[2]
         mine = record_path(sampler, noise[:n_paths])

@@ -54,6 +54,14 @@ class Layout:
         """The mean and covariance of an image dataset's training split in its FID feature space (stage data)."""
         return self.artifacts / "features" / f"{dataset}_stats.pt"
 
+    def autoencoders_dir(self) -> Path:
+        """Stage autoencoders' artefact folder (one subfolder per autoencoder, and index.json)."""
+        return self.artifacts / "autoencoders"
+
+    def autoencoder(self, name: str) -> Path:
+        """An image autoencoder of stage autoencoders (its resume state, last.pt, lies beside it)."""
+        return self.autoencoders_dir() / name / "autoencoder.pt"
+
     def teacher(self, teacher: str, file: str = "teacher.pt") -> Path:
         """A file of the teacher stage: teacher.pt, meta.json, ground_truth.pt, reference.pt, last.pt."""
         return self.stage("teachers", teacher) / file

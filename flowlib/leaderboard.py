@@ -13,10 +13,10 @@ import pandas as pd
 
 from .claims import compare
 from .errors import FlowlibError
-from .evaluate import sampler_label
+from .evaluate import REFERENCE_SOLVERS, sampler_label
 
 BUDGETS = (1, 2, 4, 6, 8, 10)
-NOT_SAMPLERS = ("adaptive", "heldout")  # reference rows: the ground truth and real data
+NOT_SAMPLERS = REFERENCE_SOLVERS  # reference rows: the ground truth, real data, a decoder floor
 
 
 class LeaderboardError(FlowlibError, ValueError):

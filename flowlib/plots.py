@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .artifacts import atomic_path
 from .errors import FlowlibError
-from .evaluate import sampler_label
+from .evaluate import REFERENCE_SOLVERS, sampler_label
 
 
 class FigureNotShownError(FlowlibError, RuntimeError):
@@ -79,7 +79,7 @@ def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Saved
     (ground truth vs an independent ground-truth draw) for `gt_distance`, nothing for the RMSE.
     """
     std = f"{y}_std" if f"{y}_std" in df.columns else None
-    curves = df[~df["solver"].isin(["adaptive", "heldout"]) & df[y].notna()].copy()
+    curves = df[~df["solver"].isin(REFERENCE_SOLVERS) & df[y].notna()].copy()
     curves["sampler"] = sampler_label(curves)
     datasets = list(dict.fromkeys(curves["dataset"]))
     fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.2 * max(len(datasets), 1), 4), squeeze=False)
@@ -91,7 +91,8 @@ def plot_vs_nfe(df: pd.DataFrame, path: str | Path, y: str = "quality") -> Saved
             for sampler, part in sub.groupby("sampler"):
                 ax.errorbar(part["nfe"], part[y], yerr=part[std].fillna(0), fmt="none", elinewidth=1, capsize=2,
                             ecolor=colors.get(sampler, "grey"))
-        references = {"quality": (("adaptive", "--", "adaptive GT ({nfe} NFE)"), ("heldout", ":", "real held-out data")),
+        references = {"quality": (("adaptive", "--", "adaptive GT ({nfe} NFE)"), ("heldout", ":", "real held-out data"),
+                                  ("decoded", "-.", "decoder floor")),
                       "gt_distance": (("adaptive", "--", "floor (GT vs GT)"),)}.get(y, ())
         for solver, style, label in references:
             for row in df[(df["dataset"] == name) & (df["solver"] == solver) & df[y].notna()].itertuples():
@@ -143,7 +144,7 @@ def plot_sample_panels(panels: dict[str, Tensor], path: str | Path, reference: T
 
 def plot_at_nfe(df: pd.DataFrame, path: str | Path, title: str, y: str = "gt_distance") -> SavedFigure:
     """Samplers at one NFE as horizontal bars of `y` (± its bootstrap std), the floor (adaptive row) as a line."""
-    rows = df[~df["solver"].isin(["adaptive", "heldout"]) & df[y].notna()].copy()
+    rows = df[~df["solver"].isin(REFERENCE_SOLVERS) & df[y].notna()].copy()
     rows["sampler"] = sampler_label(rows)
     rows = rows.sort_values(y)
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.4))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .artifacts import write_text
 from .errors import FlowlibError
-from .evaluate import sampler_label
+from .evaluate import REFERENCE_SOLVERS, sampler_label
 from .layout import teacher_of
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -33,7 +33,8 @@ def baseline_checks(df: pd.DataFrame) -> pd.DataFrame:
     """
     out = []
     for name, sub in df.groupby("dataset", sort=False):
-        data = sub.loc[sub["method"] == "data", "quality"]
+        data = sub.loc[sub["solver"] == "heldout", "quality"]
+        decoded = sub.loc[sub["solver"] == "decoded", "quality"]
         gt = sub.loc[(sub["method"] == "baseline") & (sub["solver"] == "adaptive"), ["quality", "nfe"]]
         euler = sub[(sub["method"] == "baseline") & (sub["solver"] == "euler")].sort_values("nfe").tail(3)
         order = float("nan")
@@ -42,6 +43,7 @@ def baseline_checks(df: pd.DataFrame) -> pd.DataFrame:
             order = -slope
         row = {"dataset": name, "metric": sub["quality_metric"].iloc[0],
                "real_heldout": data.iloc[0] if len(data) else float("nan"),
+               "decoder_floor": decoded.iloc[0] if len(decoded) else float("nan"),
                "ground_truth": gt["quality"].iloc[0] if len(gt) else float("nan"),
                "gt_nfe": int(gt["nfe"].iloc[0]) if len(gt) else 0, "euler_rmse_order": order}
         row["gt_over_real"] = row["ground_truth"] / row["real_heldout"]
@@ -59,7 +61,7 @@ def _cell(value: float, std: float, bracket: float = float("nan")) -> str:
 
 def _table(sub: pd.DataFrame, col: str, bracket: str | None = None) -> str:
     cells = sub.apply(lambda r: _cell(r[col], r[f"{col}_std"], r[bracket] if bracket else float("nan")), axis=1)
-    fixed = sub.assign(cell=cells)[~sub["solver"].isin(["adaptive", "heldout"]) & sub[col].notna()]
+    fixed = sub.assign(cell=cells)[~sub["solver"].isin(REFERENCE_SOLVERS) & sub[col].notna()]
     table = fixed.pivot_table(index="sampler", columns="nfe", values="cell", aggfunc="first", sort=False).fillna("")
     table.columns = [f"NFE {c}" for c in table.columns]
     return table.to_markdown()
@@ -78,6 +80,8 @@ def results_markdown(df: pd.DataFrame) -> str:
         refs = []
         for row in sub[sub["solver"] == "heldout"].itertuples():
             refs.append(f"real held-out data {_cell(row.quality, row.quality_std)}")
+        for row in sub[sub["solver"] == "decoded"].itertuples():
+            refs.append(f"decoder floor (held-out images through the autoencoder) {_cell(row.quality, row.quality_std)}")
         for row in sub[sub["solver"] == "adaptive"].itertuples():
             refs.append(f"adaptive ground truth ({int(row.nfe)} NFE) {_cell(row.quality, row.quality_std)}")
         if refs:

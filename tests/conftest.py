@@ -124,8 +124,9 @@ def write_fake_inception(folder):
 
 
 # dvc.yaml's order for one teacher: data, teacher, baselines, the four papers, the combinations, the report.
-PROFILE_STAGES = ["00_data", "01_teacher", "01b_baselines", "02_boss", "03_bespoke", "04_flowturbo", "05_fgm", "05b_combos",
-                  "06_report"]
+PROFILE_STAGES = ["00_data", "00b_autoencoders", "01_teacher", "01b_baselines", "02_boss", "03_bespoke", "04_flowturbo",
+                  "05_fgm", "05b_combos", "06_report"]
+STAGE_WIDE = ("00_data", "00b_autoencoders", "06_report")  # notebooks without a teacher parameter
 
 
 def run_profile_smoke(profile, tmp, overrides):
@@ -147,7 +148,7 @@ def run_profile_smoke(profile, tmp, overrides):
     out.mkdir(parents=True)
     try:
         for stage in PROFILE_STAGES:
-            parameters = {"params_file": str(params_file)} | ({} if stage in ("00_data", "06_report") else {"teacher": teacher})
+            parameters = {"params_file": str(params_file)} | ({} if stage in STAGE_WIDE else {"teacher": teacher})
             papermill.execute_notebook(ROOT / "notebooks" / f"{stage}.ipynb", out / f"{stage}.ipynb",
                                        parameters=parameters, cwd=str(ROOT / "notebooks"), progress_bar=False)
     finally:

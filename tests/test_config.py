@@ -66,7 +66,7 @@ def _with(path, value):
     (("eval", "methods"), ["euler", "dpm"], "eval.methods[1]: 'dpm' → one of 'euler', 'midpoint', 'heun' or 'rk4'"),
     (("data", "heldout_fraction"), 1.5, "data.heldout_fraction: 1.5 → a number < 1"),
     (("data", "inception_sha256"), "abc", "data.inception_sha256: 'abc' → a 64-character lowercase hex SHA-256"),
-    (("bogus",), 1, "bogus: unknown key → one of the known keys ['bespoke', 'boss', 'combos', 'data'"),
+    (("bogus",), 1, "bogus: unknown key → one of the known keys ['autoencoders', 'bespoke', 'boss', 'combos'"),
     (("boss", "finetune_k"), [6, 200], "boss.finetune_k[1]: 200 → at most boss.n_fine = 100"),
     (("boss", "nfes"), [0], "boss.nfes[0]: 0 → an integer ≥ 1"),
     (("boss", "train", "steps"), 0, "boss.train.steps: 0 → an integer ≥ 1"),

@@ -31,3 +31,12 @@ def test_every_stage_runs_on_fashion_and_scores_with_its_classifier(fashion_run)
         claims = pd.read_csv(reports / "claims" / f"{paper}-fashion.csv")
         assert len(claims) and claims["verdict"].notna().all()
     assert "fashion" in (reports / "README.md").read_text()
+
+
+def test_the_fashion_teacher_is_latent_and_reports_its_decoder_floor(fashion_run):
+    reports = fashion_run
+    autoencoders = json.loads((reports / "metrics" / "autoencoders.json").read_text())
+    assert {"decoder_floor_fashion", "real_heldout_fashion", "val_mse_fashion"} <= set(autoencoders)
+    df = pd.read_csv(reports / "results" / "baselines-fashion.csv")
+    assert set(df.loc[df["method"] == "data", "solver"]) == {"heldout", "decoded"}  # real images and the decoder floor
+    assert (reports / "figures" / "autoencoders" / "fashion-reconstructions.png").is_file()

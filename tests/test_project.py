@@ -20,7 +20,7 @@ def test_environment_yml_matches_pyproject():
 
 def test_notebooks_are_clean_and_parameterised():
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert [n.stem for n in notebooks][:2] == ["00_data", "01_teacher"]
+    assert [n.stem for n in notebooks][:3] == ["00_data", "00b_autoencoders", "01_teacher"]
     for nb_path in notebooks:
         nb = json.loads(nb_path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]

@@ -21,6 +21,7 @@ from ..device import seeded_noise
 from ..diffusers_bridge import DiffusersSampler
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics, sample_in_chunks
 from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
+from ..latent import DecodedFeatures, LatentDataset, encode, latent_dataset, load_autoencoder, save_autoencoder, train_autoencoder
 from ..metrics import (
     FID,
     ClassifierFeatures,
@@ -38,11 +39,13 @@ from ..metrics import (
     train_feature_classifier as fit_classifier,
 )
 from ..models import build_model, count_parameters
+from ..models.autoencoder import ConvAutoencoder
 from ..solvers import AdaptiveSampler, ODESampler, Sampler
 from ..solvers.fixed_grid import get_tableau
 
 PAIRED_SAMPLES = 1000  # evaluation noises behind the paired RMSE comparisons of the claims
 TEACHER_VAL = 2048     # held-out points behind the teacher's validation loss (all of them for digits: 599)
+FLOOR_N = 5000         # held-out images behind an autoencoder's decoder floor in the autoencoders stage
 
 
 # ------------------------------------------------------------------------------------------- locations
@@ -67,6 +70,19 @@ def rebuild_hint(stage: str) -> str:
 def dataset_for(params: Params, name: str) -> Dataset:
     return load_dataset(name, params.data.root, heldout_fraction=params.data.heldout_fraction,
                         n_toy=params.data.n_toy, seed=params.data.seed)
+
+
+def teacher_dataset(params: Params, name: str) -> Dataset:
+    """What teacher `name` learns: its dataset, or for a latent teacher (`latent:`) that dataset's standardised latents
+    under its autoencoder (a `LatentDataset`, which decodes)."""
+    tp = params.teacher(name)
+    images = dataset_for(params, tp.dataset)
+    if tp.latent is None:
+        return images
+    ap = params.autoencoders[tp.latent]
+    autoencoder = load_autoencoder(params.layout.autoencoder(tp.latent), rebuild_hint("autoencoders"), dataset=tp.dataset,
+                                   latent_dim=ap.latent_dim).to(params.torch_device)
+    return latent_dataset(autoencoder, images)
 
 
 def classifier_datasets(params: Params) -> list[str]:
@@ -100,7 +116,10 @@ def train_feature_classifier(params: Params) -> dict[str, Any]:
 
 
 def feature_extractor(params: Params, dataset: Dataset) -> FeatureExtractor:
-    """The FID feature space of an image dataset: its classifier (digits, Fashion-MNIST), or Inception from its local file."""
+    """The FID feature space of an image dataset: its classifier (digits, Fashion-MNIST), or Inception from its local file;
+    for a latent dataset, the same space after decoding."""
+    if isinstance(dataset, LatentDataset):
+        return DecodedFeatures(dataset, feature_extractor(params, dataset.pixels))
     if dataset.name in CLASSIFIER_DATASETS:
         state = load_checkpoint(params.layout.classifier(dataset.name), rebuild_hint("data"))
         clf = FeatureClassifier(dataset.shape[-1])
@@ -127,6 +146,52 @@ def save_reference_statistics(params: Params) -> dict[str, int]:
                          "n": len(dataset.train)}, params.layout.feature_stats(name))
         sizes[f"ref_n_{name}"] = len(dataset.train)
     return sizes
+
+
+def fit_autoencoder(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
+    """Train autoencoder `name` to its validation plateau (resuming when the config matches), standardise its latents
+    on the training split and save it; then score its **decoder floor**: the distance to the data of decoded held-out
+    latents, beside real held-out images, both at the size of the largest `n_eval` of the teachers that use it."""
+    ap = params.autoencoders[name]
+    images = dataset_for(params, ap.dataset)
+    torch.manual_seed(ap.train.seed)
+    model = ConvAutoencoder(images.shape, ap.latent_dim, ap.width).to(params.torch_device)
+    out = params.layout.autoencoder(name).parent
+    result = train_autoencoder(model, TrainData(images.sample_batch, ap.batch_size, images.heldout[:TEACHER_VAL]), ap.train,
+                               ckpt_dir=out, progress=progress,
+                               run_config={"dataset": ap.dataset, "latent_dim": ap.latent_dim, "width": ap.width})
+    autoencoder = result.ema_model.eval()
+    autoencoder.set_normalisation(images.train)
+    n = min(len(images.heldout), FLOOR_N)
+    latents = latent_dataset(autoencoder, images)
+    metric = quality_metric(params, images)
+    info = {"autoencoder": name, "dataset": ap.dataset, "latent_dim": ap.latent_dim, "params": count_parameters(autoencoder),
+            "steps": result.steps, "converged": result.converged, "best_step": result.best_step,
+            "val_mse": result.best_value, "train_seconds": result.seconds, "train_flops": result.flops, "n": n,
+            "decoder_floor": metric.score(DecodedFeatures(latents, metric.extractor)(latents.heldout[:n])),
+            "real_heldout": metric(images.heldout[:n]), "metric": metric.name}
+    save_autoencoder(params.layout.autoencoder(name), autoencoder, ap.dataset, info)
+    return {**info, "val_history": result.val_history, "history": result.history}
+
+
+def autoencoder_figures(params: Params, runs: dict[str, dict[str, Any]], n: int = 32) -> list[Any]:
+    """Per autoencoder: real held-out images beside their reconstructions, and the held-out reconstruction error during
+    training (reports/figures/autoencoders/, which exists, empty, in a profile without autoencoders)."""
+    from ..plots import plot_sample_panels, plot_training_curves
+
+    params.layout.figure("autoencoders/-").parent.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for name, run in runs.items():
+        images = dataset_for(params, run["dataset"]).heldout[:n]
+        autoencoder = load_autoencoder(params.layout.autoencoder(name)).to(params.torch_device)
+        with torch.no_grad():
+            rebuilt = autoencoder.decode(encode(autoencoder, images).to(params.torch_device)).cpu()
+        figures.append(plot_sample_panels({"real held-out": images, "through the autoencoder": rebuilt},
+                                          params.layout.figure(f"autoencoders/{name}-reconstructions")))
+        figures.append(plot_training_curves(validation_curve(run["val_history"], name, "held-out reconstruction MSE"),
+                                            params.layout.figure(f"autoencoders/{name}-validation"),
+                                            f"autoencoder {name}: training to the plateau"))
+    return figures
 
 
 def quality_metric(params: Params, dataset: Dataset, extractor: FeatureExtractor | None = None) -> QualityMetric:
@@ -174,7 +239,7 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
 
     An exact teacher (`model: {arch: mixture}`) trains nothing: its closed-form field is saved as the teacher."""
     tp = params.teacher(name)
-    dataset = dataset_for(params, tp.dataset)
+    dataset = teacher_dataset(params, name)
     if tp.exact:
         model = exact_mixture(tp.dataset).to(params.torch_device)
         info = {"teacher": name, "dataset": tp.dataset, "params": 0, "train_seconds": 0.0, "steps": 0,
@@ -190,7 +255,8 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
                            progress=progress)
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,
-            "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged}
+            "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged,
+            "latent": tp.latent}
     save_velocity_model(params.layout.teacher(name), result.ema_model, tp.model_dict, dataset.shape, **info)
     write_json(params.layout.teacher(name, "meta.json"), {**info, "history": result.history, "val_history": result.val_history,
                                                           **run_metadata()})
@@ -227,7 +293,7 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     """Solve the teacher ODE from the evaluation noise with dopri5 and cache (noise, samples, nfe, time)."""
     tp = params.teacher(name)
     model = load_teacher(params, name)
-    noise = eval_noise(params, tp, dataset_for(params, tp.dataset).shape)
+    noise = eval_noise(params, tp, teacher_dataset(params, name).shape)
     sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
     start = time.perf_counter()
     samples, nfe = sample_in_chunks(sampler, noise.to(params.torch_device), params.eval.chunk)
@@ -242,7 +308,7 @@ def solve_reference(params: Params, name: str, progress: bool = True) -> dict[st
     """The teacher's own distribution at large n: ground truth on `eval.n_ref` reference noises, and on the
     `eval.n_ref` distance noises every sampler also runs on (the floor). Cached as reference.pt."""
     model = load_teacher(params, name)
-    shape = dataset_for(params, params.teacher(name).dataset).shape
+    shape = teacher_dataset(params, name).shape
     sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
     out, start = {}, time.perf_counter()
     for key, seed in tqdm([("reference", params.eval.reference_seed), ("floor", params.eval.distance_seed)],
@@ -275,6 +341,7 @@ class TeacherContext:
     timing_repeats: int = 5
     latency_batch: int = 256
     chunk: int | None = None
+    data_metric: QualityMetric | None = None  # real images' metric where `metric` decodes latents (a latent teacher)
 
     @property
     def device(self) -> torch.device:
@@ -298,16 +365,21 @@ class TeacherContext:
         noise, truth = self.noise[:n], self.ground_truth[:n]
         return compare_paired(per_sample_rmse(ours(noise), truth) - per_sample_rmse(theirs(noise), truth), sigmas)
 
-    def data_row(self) -> dict[str, Any]:
-        """Real held-out data scored like a sampler, at the evaluation sample size."""
-        return data_row(self.metric, self.dataset.heldout[: len(self.noise)], dataset=self.dataset.name,
-                        bootstrap=self.bootstrap)
+    def data_rows(self) -> list[dict[str, Any]]:
+        """Real held-out data scored like a sampler, at the evaluation sample size; for a latent teacher also the
+        decoder floor (its autoencoder's reconstruction of those images: decoded held-out latents)."""
+        n = len(self.noise)
+        rows = [data_row(self.data_metric or self.metric, self.dataset.pixels.heldout[:n], dataset=self.dataset.name,
+                         bootstrap=self.bootstrap)]
+        if isinstance(self.dataset, LatentDataset):
+            rows.append(data_row(self.metric, self.dataset.heldout[:n], dataset=self.dataset.name,
+                                 bootstrap=self.bootstrap, solver="decoded"))
+        return rows
 
 
 def load_context(params: Params, name: str) -> TeacherContext:
     """Load a trained teacher, its ground truth and reference, and its dataset's quality metrics."""
-    tp = params.teacher(name)
-    dataset = dataset_for(params, tp.dataset)
+    dataset = teacher_dataset(params, name)
     model = load_teacher(params, name)
     hint = rebuild_hint(f"teacher@{name}")
     gt = load_checkpoint(params.layout.teacher(name, "ground_truth.pt"), hint, kind="ground_truth")
@@ -320,7 +392,9 @@ def load_context(params: Params, name: str) -> TeacherContext:
     return TeacherContext(name, dataset, model, quality_metric(params, dataset, extractor), gt["noise"].to(device),
                           gt["samples"].to(device), int(gt["nfe"]), float(meta["train_seconds"]), reference,
                           params.eval.bootstrap, float(meta.get("train_flops", 0.0)), params.eval.timing_repeats,
-                          params.eval.latency_batch, params.eval.chunk)
+                          params.eval.latency_batch, params.eval.chunk,
+                          quality_metric(params, dataset.pixels, extractor.extractor)
+                          if isinstance(extractor, DecodedFeatures) else None)
 
 
 def baseline_rows(params: Params, ctx: TeacherContext, progress: bool = True) -> list[dict[str, Any]]:
@@ -348,11 +422,12 @@ def noise_band(ctx: TeacherContext, rows: pd.DataFrame) -> pd.DataFrame:
     ground-truth samples (from the floor samples), so the bootstrap band is checked against real redraws.
     """
     gt = rows[rows["solver"] == "adaptive"].iloc[0]
-    held = rows[rows["method"] == "data"].iloc[0]
     redraw_mean, redraw_sd, draws = redraw_std(ctx.metric, ctx.reference.floor, len(ctx.noise))
+    names = {"heldout": "real held-out data", "decoded": "decoded held-out latents (the decoder floor)"}
     return pd.DataFrame([
-        {"row": "real held-out data", "quality": held["quality"], "bootstrap_std": held["quality_std"],
-         "redraws": 0, "redraw_mean": float("nan"), "redraw_std": float("nan")},
+        *({"row": names[held["solver"]], "quality": held["quality"], "bootstrap_std": held["quality_std"],
+           "redraws": 0, "redraw_mean": float("nan"), "redraw_std": float("nan")}
+          for _, held in rows[rows["method"] == "data"].iterrows()),
         {"row": "ground truth (adaptive)", "quality": gt["quality"], "bootstrap_std": gt["quality_std"],
          "redraws": draws, "redraw_mean": redraw_mean, "redraw_std": redraw_sd},
     ])
@@ -361,7 +436,8 @@ def noise_band(ctx: TeacherContext, rows: pd.DataFrame) -> pd.DataFrame:
 def baseline_headline(df: pd.DataFrame) -> dict[str, Any]:
     """Headline metrics of a baselines table: best quality and gt_distance at 4 NFE, real data, ground truth, floor."""
     gt = df[df["solver"] == "adaptive"]
-    held = df[df["method"] == "data"]
+    held, decoded = df[df["solver"] == "heldout"], df[df["solver"] == "decoded"]
     first = lambda frame, col: frame[col].iloc[0] if len(frame) else float("nan")  # noqa: E731
+    extra = {"decoder_floor": first(decoded, "quality")} if len(decoded) else {}
     return headline_metrics(df, (4,), heldout=first(held, "quality"), gt=first(gt, "quality"),
-                            floor=first(gt, "gt_distance"))
+                            floor=first(gt, "gt_distance"), **extra)
