@@ -139,7 +139,8 @@ def train_autoencoder(
     probe = sample_batch(2, torch.Generator().manual_seed(0))
     if not isinstance(probe, Tensor) or tuple(probe.shape[1:]) != shape or not probe.is_floating_point():
         raise ArgumentError(f"train_autoencoder: data.source must return float images of shape "
-                            f"[n, {', '.join(map(str, shape))}], got {type(probe).__name__} {tuple(getattr(probe, 'shape', ()))}.")
+                            f"[n, {', '.join(map(str, shape))}], got {type(probe).__name__} "
+                            f"{tuple(getattr(probe, 'shape', ()))}.")
     device = device_of(model)
     heldout = data.heldout.to(device)
     if not torch.isfinite(heldout).all():
