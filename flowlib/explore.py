@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from .artifacts import load_checkpoint
 from .config import Params
+from .data import Dataset
 from .distill.bespoke import load_bespoke
 from .distill.fgm import GeneratorSampler, load_generator
 from .distill.flowturbo import load_refiner
@@ -121,9 +123,20 @@ def build_sampler(params: Params, teacher: str, method: str, knobs: Knobs | None
     return GeneratorSampler(load_generator(generators[t_star][1]), name=f"fgm-t{t_star:g}")
 
 
+_DATASETS: dict[tuple[int, str], Dataset] = {}
+
+
+def explored_dataset(params: Params, teacher: str) -> Dataset:
+    """What `teacher` learned (a latent teacher: its encoded dataset), loaded once per session: every knob change redraws."""
+    key = (id(params), teacher)
+    if key not in _DATASETS:
+        _DATASETS[key] = teacher_dataset(params, teacher)
+    return _DATASETS[key]
+
+
 def explorer_noise(params: Params, teacher: str, n: int, seed: int = 0) -> Tensor:
     """A fixed noise batch (the same for every sampler, so panels are comparable)."""
-    shape = teacher_dataset(params, teacher).shape
+    shape = explored_dataset(params, teacher).shape
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
@@ -161,7 +174,7 @@ def show(params: Params, teacher: str, method: str, knobs: Knobs | None = None, 
     noise = explorer_noise(params, teacher, n)
     truth = ground_truth_path(model, noise)
     samples = sampler(noise)
-    dataset = teacher_dataset(params, teacher)
+    dataset = explored_dataset(params, teacher)
     two_d = not dataset.is_image
     fig, axes = plt.subplots(1, 3 if two_d else 2, figsize=(13 if two_d else 9, 4.2))
     reference = dataset.heldout[:2000] if two_d else None
@@ -182,6 +195,45 @@ def show(params: Params, teacher: str, method: str, knobs: Knobs | None = None, 
     if path is None:
         return fig
     return save_figure(fig, path)
+
+
+GALLERY_PAPERS = {"fgm": "FGM", "boss": "BOSS", "bespoke": "Bespoke", "flowturbo": "FlowTurbo"}
+
+
+def row_sampler(params: Params, teacher: str, method: str, solver: str, nfe: int, model: nn.Module) -> Sampler | None:
+    """The sampler a result row of a paper's stage names, rebuilt from the cached artefacts; None for rows that are no
+    sampler of the paper's own (its baselines, ablations, compiled twins)."""
+    if method == "boss" and solver in ("bellman-euler", BOSS_FULL):
+        return build_sampler(params, teacher, "bellman" if solver == "bellman-euler" else "boss", Knobs(k=nfe), model)
+    if method == "bespoke" and solver.startswith("bespoke-rk"):
+        return build_sampler(params, teacher, "bespoke", Knobs(nfe=nfe, base=solver.removeprefix("bespoke-")), model)
+    if method == "flowturbo" and not solver.endswith("-compiled"):
+        return build_sampler(params, teacher, "flowturbo", Knobs(schedule=solver), model)
+    if method == "fgm" and solver == "fgm":
+        return build_sampler(params, teacher, "fgm", Knobs(), model)
+    return None
+
+
+def gallery(params: Params, teacher: str, results: pd.DataFrame, nfes: tuple[int, ...] = (1, 2, 4),
+            n: int = 16) -> dict[str, Tensor]:
+    """Images of an image teacher, title -> [n, C, H, W]: real held-out images, the ground truth, and at each NFE in
+    `nfes` each paper's sampler nearest the teacher's distribution (by `gt_distance` in `results`), all from the
+    first `n` evaluation noises and decoded where the teacher is latent. A paper with no sampler at an NFE has no panel."""
+    dataset = teacher_dataset(params, teacher)
+    model = load_teacher(params, teacher).cpu()
+    truth = load_checkpoint(params.layout.teacher(teacher, "ground_truth.pt"), kind="ground_truth")
+    noise = truth["noise"][:n]
+    panels = {"real held-out": dataset.pixels.heldout[:n], "ground truth": dataset.to_images(truth["samples"][:n])}
+    rows = results[results["teacher"] == teacher].sort_values("gt_distance")
+    for nfe in nfes:
+        for method, paper in GALLERY_PAPERS.items():
+            for row in rows[(rows["method"] == method) & (rows["nfe"] == nfe)].itertuples():
+                sampler = row_sampler(params, teacher, method, str(row.solver), nfe, model)
+                if sampler is not None:
+                    with torch.no_grad():
+                        panels[f"{paper} {row.solver}, {nfe} NFE"] = dataset.to_images(sampler(noise))
+                    break
+    return panels
 
 
 def explorer(params: Params, teachers: list[str] | None = None) -> Any:

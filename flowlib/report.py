@@ -51,6 +51,22 @@ def baseline_checks(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def references_markdown(checks: pd.DataFrame) -> str:
+    """One line per dataset of `baseline_checks`: real held-out data, a latent teacher's decoder floor and the teacher's
+    ground truth, in the distance to the data (where the teacher stands, before any sampler is compared with it).
+
+    >>> references_markdown(pd.DataFrame([{"dataset": "d", "metric": "fid", "real_heldout": 2.0, "decoder_floor": 9.0,
+    ...     "ground_truth": 14.0, "gt_nfe": 80}])).split(": ", 1)[1]
+    "d (fid): real held-out data 2, decoder floor 9, the teacher's ground truth 14 (dopri5, 80 NFE)."
+    """
+    parts = []
+    for row in checks.itertuples():
+        floor = "" if pd.isna(row.decoder_floor) else f", decoder floor {row.decoder_floor:.3g}"
+        parts.append(f"{row.dataset} ({row.metric}): real held-out data {row.real_heldout:.3g}{floor}, the teacher's "
+                     f"ground truth {row.ground_truth:.3g} (dopri5, {row.gt_nfe} NFE)")
+    return "**Where the teachers stand** (distance to the data, lower is better): " + "; ".join(parts) + "." if parts else ""
+
+
 def _cell(value: float, std: float, bracket: float = float("nan")) -> str:
     """`value ±std (bracket)`, leaving out what is missing."""
     if pd.isna(value):
@@ -168,14 +184,22 @@ def stage_times(notebooks_dir: str | Path, teachers: Iterable[str] | None = None
     return pd.DataFrame(rows, columns=["notebook", "seconds"])
 
 
-def readme_summary(board_md: str, summary: pd.DataFrame, versus_md: str = "") -> str:
-    """The block the main README shows: the leaderboard, the scorecard's counts and (with diffusers rows) where each paper
-    beats diffusers' schedulers, with links to the full report."""
+def readme_summary(board_md: str, summary: pd.DataFrame, versus_md: str = "", galleries: Iterable[str] = (),
+                   references_md: str = "") -> str:
+    """The block the main README shows: the leaderboard, where the teachers stand against the data (`references_md`),
+    each image teacher's gallery (`galleries`: figure paths from the repository root), the scorecard's counts and (with
+    diffusers rows) where each paper beats diffusers' schedulers, with links to the full report."""
     versus = (f"**Against diffusers' schedulers** (DPM-Solver++ 2M/3M and UniPC in flow form, the best within each NFE "
               f"budget, by the distance to the teacher; [details](reports/README.md#against-diffusers-schedulers)):\n\n"
               f"{versus_md.strip()}\n\n") if versus_md else ""
-    return (f"{board_md.strip()}\n\n{versus}**Reproduction scorecard** (claims per overall verdict; every claim, teacher "
-            f"by teacher, in [reports/README.md](reports/README.md#reproduction-scorecard)):\n\n{summary.to_markdown()}\n\n"
+    shown = "".join(f"![{Path(g).stem}]({g})\n" for g in galleries)
+    if shown:
+        shown = ("**What the samplers draw** (real held-out images, the ground truth, then each paper's sampler nearest "
+                 "the teacher's distribution at 1, 2 and 4 NFE, from the same noises):\n\n" + shown + "\n")
+    references = f"{references_md.strip()}\n\n" if references_md else ""
+    return (f"{board_md.strip()}\n\n{references}{shown}{versus}**Reproduction scorecard** (claims per overall verdict; "
+            f"every claim, teacher by teacher, in [reports/README.md](reports/README.md#reproduction-scorecard)):\n\n"
+            f"{summary.to_markdown()}\n\n"
             "Full report: [reports/README.md](reports/README.md) (tables, figures, links to every executed notebook) and "
             "[reports/report.html](reports/report.html) (the executed report notebook); every sampler's numbers: "
             "[reports/results.md](reports/results.md).\n")

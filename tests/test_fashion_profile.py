@@ -40,3 +40,33 @@ def test_the_fashion_teacher_is_latent_and_reports_its_decoder_floor(fashion_run
     df = pd.read_csv(reports / "results" / "baselines-fashion.csv")
     assert set(df.loc[df["method"] == "data", "solver"]) == {"heldout", "decoded"}  # real images and the decoder floor
     assert (reports / "figures" / "autoencoders" / "fashion-reconstructions.png").is_file()
+
+
+def test_the_explorer_gallery_and_your_flow_show_decoded_images(fashion_run, tmp_path):
+    """A latent teacher is shown as image grids: the explorer, the report's gallery and notebook 07 decode its samples."""
+    import matplotlib
+    import papermill
+
+    from conftest import ROOT
+    from flowlib.config import load_params
+    from flowlib.explore import Knobs, show
+
+    matplotlib.use("Agg")
+    reports = fashion_run
+    run = reports.parent
+    assert (reports / "figures" / "report" / "gallery-fashion.png").is_file()
+    assert "gallery-fashion.png" in (reports / "summary.md").read_text()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLOWLIB_SMOKE", "1")
+    mp.setenv("FLOWLIB_SMOKE_DIR", str(run))
+    try:
+        params = load_params(run.parent / "fashion.yaml")
+        fig = show(params, "fashion", "teacher", Knobs(nfe=2), n=16)
+        assert [len(ax.images) for ax in fig.axes] == [1, 1]  # two image grids, no scatter of latents
+        out = tmp_path / "07.ipynb"
+        papermill.execute_notebook(ROOT / "notebooks" / "07_your_flow.ipynb", out, cwd=str(ROOT / "notebooks"),
+                                   parameters={"params_file": str(run.parent / "fashion.yaml"), "teacher": "fashion"},
+                                   progress_bar=False)
+    finally:
+        mp.undo()
+    assert (reports / "figures" / "your-flow-samples.png").is_file()

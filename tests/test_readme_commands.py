@@ -118,7 +118,7 @@ def _config_schema(clone):
 
 def _data_check(clone):
     out = sh(clone, "python -m flowlib.data check fashion", ok=(0, 2))
-    assert "fashion: train (60000, 1, 28, 28)" in out or "apt-get install dataset-fashion-mnist" in out  # or how to get it
+    assert "train (60000, 1, 28, 28)" in out or "apt-get install dataset-fashion-mnist" in out  # where it is, or how to get it
 
 
 def _dvc_metrics(clone):

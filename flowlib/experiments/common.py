@@ -21,7 +21,16 @@ from ..device import seeded_noise
 from ..diffusers_bridge import DiffusersSampler
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics, sample_in_chunks
 from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
-from ..latent import DecodedFeatures, LatentDataset, encode, latent_dataset, load_autoencoder, save_autoencoder, train_autoencoder
+from ..latent import (
+    DecodedFeatures,
+    LatentDataset,
+    LatentError,
+    encode,
+    latent_dataset,
+    load_autoencoder,
+    save_autoencoder,
+    train_autoencoder,
+)
 from ..metrics import (
     FID,
     ClassifierFeatures,
@@ -256,7 +265,7 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,
             "resumed_from": result.resumed_from, "train_flops": result.flops, "converged": result.converged,
-            "latent": tp.latent}
+            "latent": tp.latent, "latent_sha256": latent_fingerprint(params, tp.latent) if tp.latent else None}
     save_velocity_model(params.layout.teacher(name), result.ema_model, tp.model_dict, dataset.shape, **info)
     write_json(params.layout.teacher(name, "meta.json"), {**info, "history": result.history, "val_history": result.val_history,
                                                           **run_metadata()})
@@ -285,8 +294,26 @@ def validation_curve(history: list[tuple[int, float]], run: str, curve: str) -> 
 
 
 def load_teacher(params: Params, name: str) -> nn.Module:
-    """The trained teacher `name`, on the profile's device."""
-    return load_velocity_model(params.layout.teacher(name), rebuild_hint(f"teacher@{name}")).to(params.torch_device)
+    """The trained teacher `name`, on the profile's device. A latent teacher must have been trained on the latents of the
+    autoencoder file there now (a retrained autoencoder has other latents: the teacher is refused, naming its stage)."""
+    hint = rebuild_hint(f"teacher@{name}")
+    model = load_velocity_model(params.layout.teacher(name), hint).to(params.torch_device)
+    latent = params.teacher(name).latent
+    if latent is not None:
+        trained_on = load_checkpoint(params.layout.teacher(name), hint, kind="velocity")["meta"].get("latent_sha256")
+        if trained_on != latent_fingerprint(params, latent):
+            raise LatentError(f"Teacher {name!r} was trained on the latents of {'another' if trained_on else 'no'} "
+                              f"autoencoder than {params.layout.autoencoder(latent)} (retrained since?); its flow does not "
+                              f"fit these latents. Retrain it with: {hint}")
+    return model
+
+
+def latent_fingerprint(params: Params, autoencoder: str) -> str:
+    """The SHA-256 of an autoencoder's file (what a latent teacher records it was trained on)."""
+    path = params.layout.autoencoder(autoencoder)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist. Build it with: {rebuild_hint('autoencoders')}")
+    return sha256_file(path)
 
 
 def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
