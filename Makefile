@@ -34,6 +34,9 @@ ifneq ($(FRESH),)
 endif
 else
 	$(BIN)/python -m flowlib.report profile $(PROFILE)  # the run's report -> reports/$(PROFILE)/, its block in README.md
+ifneq ($(FRESH),)
+	$(BIN)/python -m flowlib.report timing --profile $(PROFILE) --seconds $$(( $$(date +%s) - $(START) )) --fresh
+endif
 endif
 
 test: lint

@@ -108,8 +108,8 @@ def train_autoencoder(
     run_config: dict | None = None,
 ) -> TrainResult:
     """Train `model` to reconstruct minibatches of `data.source(n, generator)` (images), until the held-out
-    reconstruction error (`data.heldout`) plateaus or the cap `config.steps`; then standardise its latents on the
-    `data.source`'s whole training split (`normalise_on`).
+    reconstruction error (`data.heldout`) plateaus or the cap `config.steps`. Standardising the latents comes after,
+    on the whole training split (`ConvAutoencoder.set_normalisation`).
 
     Same shape as every flowlib trainer: resumable from `ckpt_dir`, seeded, a `TrainResult` whose `ema_model` (the
     best validation weights) is the autoencoder to keep.

@@ -42,9 +42,15 @@ def test_shapes_and_bad_shapes():
     z = ae.encode(torch.zeros(3, 1, 28, 28))
     assert z.shape == (3, 16) and ae.decode(z).shape == (3, 1, 28, 28)
     assert ae.decode(torch.randn(5, 16) * 100).abs().max() <= 1  # pixels stay in [-1, 1]
-    for shape in [(1, 28, 27), (1, 10, 10), (0, 8, 8)]:
-        with pytest.raises(ArgumentError, match="ConvAutoencoder takes square images"):
+    for shape in [(1, 28, 27), (1, 10, 10)]:
+        with pytest.raises(ArgumentError, match="ConvAutoencoder takes square images with a side divisible by 4"):
             ConvAutoencoder(shape)
+    for kwargs, message in [({"image_shape": (0, 8, 8)}, r"image_shape\[0\] must be greater than or equal to 1"),
+                            ({"latent_dim": 2.5}, "latent_dim must be a valid integer"),
+                            ({"width": 0}, "width must be greater than or equal to 1"),
+                            ({"image_shape": (8, 8)}, r"image_shape needs an item at image_shape\[2\]")]:
+        with pytest.raises(ArgumentError, match=message):
+            ConvAutoencoder(**kwargs)
 
 
 def test_training_lowers_the_heldout_error_and_is_deterministic():

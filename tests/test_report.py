@@ -80,3 +80,15 @@ def test_make_repro_writes_its_own_time_between_the_readme_markers(tmp_path):
     with pytest.raises(ReportError, match="repro-time"):
         update_timing(readme, "x")
     assert TIMING_START in (ROOT / "README.md").read_text()   # the README has the place `make repro` writes to
+
+
+def test_a_profile_run_writes_its_time_between_its_own_markers(tmp_path):
+    from flowlib.report import TIMING_END, TIMING_START, timing_markers, timing_sentence, update_timing
+
+    start, end = timing_markers("fashion")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{TIMING_START}default{TIMING_END}\n{start}old{end}\n")
+    assert update_timing(readme, timing_sentence(3000, 2, True, "2026-12-06", "fashion"), "fashion")
+    assert readme.read_text() == (f"{TIMING_START}default{TIMING_END}\n{start}Last measured: `make repro PROFILE=fashion` "
+                                  f"took 50 min 0 s on a fresh clone, install included (2 cores, 2026-12-06).{end}\n")
+    assert start in (ROOT / "README.md").read_text()   # make repro PROFILE=fashion writes there

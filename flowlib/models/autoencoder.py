@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, Positive, checked_args
 
 
 class ConvAutoencoder(nn.Module):
@@ -24,13 +24,15 @@ class ConvAutoencoder(nn.Module):
     ((2, 8), (2, 1, 28, 28))
     """
 
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 32, width: int = 32):
+    @checked_args
+    def __init__(self, image_shape: tuple[Positive, Positive, Positive] = (1, 28, 28), latent_dim: Positive = 32,
+                 width: Positive = 32):
         super().__init__()
-        c, h, w = (int(s) for s in image_shape)
-        if h != w or h % 4 or min(c, h, latent_dim, width) < 1:
-            raise ArgumentError(f"ConvAutoencoder takes square images with a side divisible by 4 and positive latent_dim "
-                                f"and width, got image_shape {tuple(image_shape)}, latent_dim {latent_dim}, width {width}.")
-        self.image_shape, self.latent_dim, self.width = (c, h, w), int(latent_dim), int(width)
+        c, h, w = image_shape
+        if h != w or h % 4:
+            raise ArgumentError(f"ConvAutoencoder takes square images with a side divisible by 4 (two stride-2 "
+                                f"convolutions), got image_shape {tuple(image_shape)}.")
+        self.image_shape, self.latent_dim, self.width = (c, h, w), latent_dim, width
         side, wide = h // 4, 2 * width
         self.encoder = nn.Sequential(
             nn.Conv2d(c, width, 3, padding=1), nn.SiLU(),
