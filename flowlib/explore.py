@@ -23,7 +23,7 @@ from .distill.bespoke import load_bespoke
 from .distill.fgm import GeneratorSampler, load_generator
 from .distill.flowturbo import load_refiner
 from .errors import FlowlibError
-from .experiments.common import load_teacher, teacher_dataset
+from .experiments.common import load_teacher, teacher_dataset, teacher_shape
 from .flow import load_velocity_model
 from .layout import BOSS_FULL
 from .plots import SavedFigure, draw_panel, save_figure
@@ -136,7 +136,7 @@ def explored_dataset(params: Params, teacher: str) -> Dataset:
 
 def explorer_noise(params: Params, teacher: str, n: int, seed: int = 0) -> Tensor:
     """A fixed noise batch (the same for every sampler, so panels are comparable)."""
-    shape = explored_dataset(params, teacher).shape
+    shape = teacher_shape(params, teacher)
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 

@@ -17,11 +17,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .artifacts import CheckpointError, load_checkpoint, save_checkpoint
+from .artifacts import load_checkpoint, save_checkpoint
 from .data import Dataset
 from .device import chunked, device_of
 from .errors import ArgumentError, FlowlibError
-from .flow import TrainConfig, TrainData, TrainResult, check_training_args, data_identity, identity, require_data, train
+from .flow import (
+    TrainConfig,
+    TrainData,
+    TrainResult,
+    check_training_args,
+    data_identity,
+    identity,
+    rebuild_net,
+    require_data,
+    train,
+)
 from .metrics import FeatureExtractor
 from .models.autoencoder import ConvAutoencoder
 
@@ -173,11 +183,7 @@ def load_autoencoder(path: str | Path, rebuild_hint: str = "", dataset: str | No
     fix = f" Rebuild it with: {rebuild_hint}" if rebuild_hint else ""
     if dataset is not None and state.get("dataset") != dataset:
         raise LatentError(f"{path} is an autoencoder of {state.get('dataset')!r}, not of {dataset!r}.{fix}")
-    try:
-        model = ConvAutoencoder(**state["config"])
-        model.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not rebuild into its autoencoder ({type(exc).__name__}).{fix}") from None
+    model = rebuild_net(state, path, rebuild_hint, build=lambda: ConvAutoencoder(**state["config"]))
     if latent_dim is not None and model.latent_dim != latent_dim:
         raise LatentError(f"{path} has a {model.latent_dim}-dimensional latent, not the configured {latent_dim}.{fix}")
     return model.eval().requires_grad_(False)

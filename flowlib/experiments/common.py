@@ -20,7 +20,7 @@ from ..data import CLASSIFIER_DATASETS, IMAGE_DATASETS, Dataset, dataset_labels,
 from ..device import seeded_noise
 from ..diffusers_bridge import DiffusersSampler
 from ..evaluate import TeacherReference, data_row, evaluate, headline_metrics, sample_in_chunks
-from ..flow import TrainData, load_velocity_model, save_velocity_model, train_teacher
+from ..flow import TrainData, rebuild_net, save_velocity_model, train_teacher
 from ..latent import (
     DecodedFeatures,
     LatentDataset,
@@ -94,6 +94,12 @@ def teacher_dataset(params: Params, name: str) -> Dataset:
     return latent_dataset(autoencoder, images)
 
 
+def teacher_shape(params: Params, name: str) -> tuple[int, ...]:
+    """The shape of one sample of teacher `name` (a latent teacher: its flat latent), without encoding any data."""
+    tp = params.teacher(name)
+    return (params.autoencoders[tp.latent].latent_dim,) if tp.latent else dataset_for(params, tp.dataset).shape
+
+
 def classifier_datasets(params: Params) -> list[str]:
     """The labelled grey datasets whose Fréchet distance needs a classifier: digits (always: the data stage's figure and
     the default teachers) and every other one a teacher of this profile uses (Fashion-MNIST)."""
@@ -160,7 +166,8 @@ def save_reference_statistics(params: Params) -> dict[str, int]:
 def fit_autoencoder(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
     """Train autoencoder `name` to its validation plateau (resuming when the config matches), standardise its latents
     on the training split and save it; then score its **decoder floor**: the distance to the data of decoded held-out
-    latents, beside real held-out images, both at the size of the largest `n_eval` of the teachers that use it."""
+    latents, beside real held-out images, both on the first `FLOOR_N` held-out images (the baselines stage scores both
+    again at each latent teacher's `n_eval`)."""
     ap = params.autoencoders[name]
     images = dataset_for(params, ap.dataset)
     torch.manual_seed(ap.train.seed)
@@ -296,11 +303,12 @@ def validation_curve(history: list[tuple[int, float]], run: str, curve: str) -> 
 def load_teacher(params: Params, name: str) -> nn.Module:
     """The trained teacher `name`, on the profile's device. A latent teacher must have been trained on the latents of the
     autoencoder file there now (a retrained autoencoder has other latents: the teacher is refused, naming its stage)."""
-    hint = rebuild_hint(f"teacher@{name}")
-    model = load_velocity_model(params.layout.teacher(name), hint).to(params.torch_device)
+    hint, path = rebuild_hint(f"teacher@{name}"), params.layout.teacher(name)
+    state = load_checkpoint(path, hint, kind="velocity")
+    model = rebuild_net(state, path, hint).eval().requires_grad_(False).to(params.torch_device)
     latent = params.teacher(name).latent
     if latent is not None:
-        trained_on = load_checkpoint(params.layout.teacher(name), hint, kind="velocity")["meta"].get("latent_sha256")
+        trained_on = state["meta"].get("latent_sha256")
         if trained_on != latent_fingerprint(params, latent):
             raise LatentError(f"Teacher {name!r} was trained on the latents of {'another' if trained_on else 'no'} "
                               f"autoencoder than {params.layout.autoencoder(latent)} (retrained since?); its flow does not "
@@ -320,7 +328,7 @@ def solve_ground_truth(params: Params, name: str) -> dict[str, Any]:
     """Solve the teacher ODE from the evaluation noise with dopri5 and cache (noise, samples, nfe, time)."""
     tp = params.teacher(name)
     model = load_teacher(params, name)
-    noise = eval_noise(params, tp, teacher_dataset(params, name).shape)
+    noise = eval_noise(params, tp, teacher_shape(params, name))
     sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
     start = time.perf_counter()
     samples, nfe = sample_in_chunks(sampler, noise.to(params.torch_device), params.eval.chunk)
@@ -335,7 +343,7 @@ def solve_reference(params: Params, name: str, progress: bool = True) -> dict[st
     """The teacher's own distribution at large n: ground truth on `eval.n_ref` reference noises, and on the
     `eval.n_ref` distance noises every sampler also runs on (the floor). Cached as reference.pt."""
     model = load_teacher(params, name)
-    shape = teacher_dataset(params, name).shape
+    shape = teacher_shape(params, name)
     sampler = AdaptiveSampler(model, params.eval.gt_rtol, params.eval.gt_atol)
     out, start = {}, time.perf_counter()
     for key, seed in tqdm([("reference", params.eval.reference_seed), ("floor", params.eval.distance_seed)],
