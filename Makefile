@@ -42,9 +42,9 @@ endif
 test: lint
 	$(BIN)/python -m pytest
 
-# The profile smokes: the fashion and cifar10 pipelines end to end at smoke sizes (every stage notebook under papermill on
-# small files made in the test; marked profile_smoke, left out of `make test` to keep it within five minutes on 2 cores).
-# CI (.ci/run) runs them after `make test`; about three minutes.
+# The minutes-long end-to-end runs, marked profile_smoke and left out of `make test` to keep it within five minutes on 2
+# cores: the fashion and cifar10 pipelines at smoke sizes (every stage notebook under papermill on small files made in the
+# test) and the README's `make your-flow` on a clean clone. CI (.ci/run) runs them after `make test`.
 test-profiles: $(STAMP)
 	$(BIN)/python -m pytest -m profile_smoke tests
 

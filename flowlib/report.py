@@ -2,7 +2,8 @@
 
 Reads only result tables (`reports/results/*.csv`), claims (`reports/claims/*.csv`) and the executed notebooks'
 timings; never recomputes anything. `reports/README.md` is the report a code host renders; the main README gets the
-leaderboard and the scorecard summary between its markers (`python -m flowlib.report readme`).
+leaderboard and the scorecard summary between its markers, and each paper's claims with their verdicts in that paper's
+section (`python -m flowlib.report readme`).
 """
 from __future__ import annotations
 
@@ -293,6 +294,33 @@ def readme_markers(profile: str | None = None) -> tuple[str, str]:
     return f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->"
 
 
+def claims_markers(paper: str) -> tuple[str, str]:
+    """The README's markers around one paper's claims table (`paper`: boss, bespoke, flowturbo, fgm)."""
+    return f"<!-- claims:{paper}:start -->", f"<!-- claims:{paper}:end -->"
+
+
+def paper_claims_markdown(card: pd.DataFrame, paper: str) -> str:
+    """One paper's rows of the scorecard for its README section: each claim, its verdict per teacher (linked to the
+    claims file that holds the criterion and our numbers) and overall."""
+    from .scorecard import PAPERS, scorecard_markdown
+
+    rows = card[card["paper"] == PAPERS[paper]]
+    table = scorecard_markdown(rows, link="reports/claims/{paper}-{teacher}.md")
+    lines = table.splitlines()
+    cut = [line.split("|") for line in lines]  # drop the paper column: the section names the paper
+    return "\n".join("|".join(cells[:1] + cells[2:]) for cells in cut) + "\n"
+
+
+def update_paper_claims(readme: str | Path, claims_dir: str | Path, teachers: Iterable[str]) -> list[str]:
+    """Put each paper's claims table (from `claims_dir`, over `teachers`) between its markers in the README; the papers
+    whose table changed."""
+    from .scorecard import PAPERS, read_claims, scorecard
+
+    card = scorecard(read_claims(claims_dir, PAPERS, list(teachers)))
+    return [paper for paper in PAPERS
+            if write_between(Path(readme), *claims_markers(paper), "\n" + paper_claims_markdown(card, paper))]
+
+
 TIMING_START, TIMING_END = "<!-- repro-time:start -->", "<!-- repro-time:end -->"
 
 
@@ -323,8 +351,10 @@ def update_timing(readme: str | Path, sentence: str, profile: str | None = None)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowlib.report")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("readme", help="copy reports/summary.md into README.md between the results markers")
+    p = sub.add_parser("readme", help="copy reports/summary.md into README.md between the results markers, and each "
+                       "paper's claims (reports/claims/) into its section")
     p.add_argument("--results", default="reports/summary.md")
+    p.add_argument("--claims", default="reports/claims")
     p.add_argument("--readme", default="README.md")
     q = sub.add_parser("profile", help="after `make repro PROFILE=NAME`: copy the run's report to reports/NAME/ and put "
                        "its leaderboard, scorecard and the verdicts that differ from the default's into README.md")
@@ -347,8 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: {sentence}")
         return 0
     if args.cmd == "readme":
+        from .config import load_params
+
         changed = update_readme(args.readme, Path(args.results).read_text())
-        print(f"{args.readme}: results table {'updated' if changed else 'already current'}")
+        papers = update_paper_claims(args.readme, args.claims, load_params(smoke=False).teachers)
+        print(f"{args.readme}: results table {'updated' if changed else 'already current'}; claims tables "
+              f"{'updated: ' + ', '.join(papers) if papers else 'already current'}")
         return 0
     from .config import profile_teachers
     from .scorecard import PAPERS, claim_teachers, read_claims, verdict_shifts, verdict_shifts_markdown

@@ -2,6 +2,9 @@
 in a clean copy of the repository (the tracked files only, as a fresh clone has them), or named as a long one with the
 reason it is not (`pytest -rs` lists them; they run in CI or are the pipeline itself).
 
+`make your-flow` runs here too, on a clean copy (it trains the digits teacher through DVC first: minutes), so it is
+marked `profile_smoke`: `make test-profiles` runs it, and CI runs that after `make test`.
+
 A command added to the README without an entry below fails `test_every_readme_command_is_run_or_named`. The Python
 blocks are run by `tests/test_api.py`.
 """
@@ -35,14 +38,16 @@ LONG = {
     "make repro PROFILE=cifar10": "the cifar10 pipeline (needs CIFAR-10 and Inception; its smoke runs in make test-profiles)",
     "make repro NPROC=8": "needs 8 GPUs (the torchrun launch is tested on CPU with gloo: tests/test_ddp.py, test_launch.py)",
     "FLOWLIB_DEVICE=cpu make repro": "the default pipeline on the CPU (what make repro does on a machine without a GPU)",
-    "make your-flow": "trains the digits teacher first on a clean clone (dvc repro teacher@digits); the notebook itself "
-                      "runs under nbval in make test",
-    "make diffusers": "its notebook (08_diffusers) runs under nbval in make test and in the browser test",
+    "make your-flow": "trains the digits teacher first on a clean clone (dvc repro teacher@digits, minutes): "
+                      "run by test_make_your_flow_on_a_clean_clone in make test-profiles (CI)",
     ".venv/bin/papermill notebooks/01_teacher.ipynb out.ipynb -p teacher moons --cwd notebooks":
         "trains a teacher (minutes at full size); the same notebook runs under nbval in make test",
-    "dvc exp run -S 'teachers.moons.train.steps=8000'": "retrains the moons stages: needs make repro's artefacts",
+    "dvc exp run -S 'teachers.moons.train.steps=8000'": "retrains the moons stages after make repro (even --dry needs "
+        "make repro's artefacts: DVC hashes each stage's deps); which stages it reruns is checked against DVC's own "
+        "graph by test_dvc_section_names_the_stages_a_param_reruns",
     "dvc exp run -S ...": "as above",
-    "dvc repro": "the pipeline (after make repro it runs nothing; on a clean clone it is make repro's work)",
+    "dvc repro": "the pipeline (after make repro it runs nothing; on a clean clone it is make repro's work, and --dry "
+                 "stops at the first stage whose deps a run makes)",
     "dvc add data": "needs CIFAR-10 and the Inception weights under data/ (the cifar10 smoke makes stand-ins in a test)",
     "python -m flowlib.launch": "what every stage calls; run by make repro and tests/test_launch.py",
     "source .venv/bin/activate": "puts .venv/bin on PATH, as every command here is run",
@@ -66,6 +71,11 @@ def readme_commands() -> set[str]:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
+    """A fresh clone, shared by the quick commands."""
+    return fresh_clone(tmp_path_factory)
+
+
+def fresh_clone(tmp_path_factory) -> Path:
     """The tracked files of this checkout in a new git repository: what a fresh clone has (no artefacts, no .venv)."""
     dest = tmp_path_factory.mktemp("clone") / "flowlib"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
@@ -79,11 +89,11 @@ def clone(tmp_path_factory) -> Path:
     return dest
 
 
-def sh(clone: Path, command: str, ok: tuple[int, ...] = (0,)) -> str:
+def sh(clone: Path, command: str, ok: tuple[int, ...] = (0,), timeout: int = 120) -> str:
     """Run `command` in the clone with .venv's tools on PATH, as the README's readers do; returns its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLIB_SMOKE")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    done = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=timeout)
     out = done.stdout + done.stderr
     assert done.returncode in ok, f"`{command}` exited {done.returncode}:\n{out[-3000:]}"
     return out
@@ -92,6 +102,17 @@ def sh(clone: Path, command: str, ok: tuple[int, ...] = (0,)) -> str:
 def clean_tree(clone: Path) -> None:
     """Whatever a documented command writes lies under an ignored path."""
     assert sh(clone, "git status --porcelain").strip() == ""
+
+
+def nothing_untracked(clone: Path) -> None:
+    """A command that reruns committed results may change them, but leaves no new file outside an ignored path."""
+    new = [line for line in sh(clone, "git status --porcelain --untracked-files=all").splitlines() if line.startswith("??")]
+    assert not new, f"files a documented command left untracked and not ignored: {new}"
+
+
+def make(clone: Path, target: str, timeout: int = 120) -> str:
+    """`make TARGET` in the clone, on this environment's .venv (already installed: `-o` skips the install rule)."""
+    return sh(clone, f"make -o {BIN.parent}/.installed {target} VENV={BIN.parent}", timeout=timeout)
 
 
 # The quick commands: each README command (as written there) and how it is run and checked here.
@@ -154,6 +175,13 @@ def _make_lab(clone):
         lab.wait(timeout=30)
 
 
+def _make_diffusers(clone):
+    """`make diffusers` runs notebooks/08_diffusers.ipynb with papermill (full size; about 20 s)."""
+    make(clone, "diffusers")
+    assert (clone / "reports/notebooks/08_diffusers.ipynb").is_file()
+    nothing_untracked(clone)
+
+
 QUICK = {
     "python -m flowlib.config check [FILE]": _config_check,
     "python -m flowlib.config use NAME": _config_use,
@@ -167,6 +195,7 @@ QUICK = {
     "dvc plots diff main": _dvc_plots,
     "dvc plots diff <rev>": _dvc_plots,
     "make lab": _make_lab,
+    "make diffusers": _make_diffusers,
 }
 
 
@@ -187,3 +216,37 @@ def test_quick_readme_commands_work_on_a_clean_clone(check, clone):
 @pytest.mark.parametrize("command", sorted(LONG))
 def test_long_readme_commands_are_named(command):
     pytest.skip(f"long README command `{command}`: {LONG[command]}")
+
+
+@pytest.mark.profile_smoke
+def test_make_your_flow_on_a_clean_clone(tmp_path_factory):
+    """`make your-flow` on a fresh clone: DVC brings up the digits teacher it needs, then 07_your_flow runs under
+    papermill at full size (minutes: make test-profiles, CI)."""
+    where = fresh_clone(tmp_path_factory)
+    out = make(where, "your-flow", timeout=900)
+    assert "Running stage 'teacher@digits'" in out
+    assert (where / "reports/notebooks/07_your_flow.ipynb").is_file()
+    nothing_untracked(where)
+
+
+# The DVC section's claim about `dvc exp run -S 'teachers.moons.train.steps=8000'`, checked against DVC's own graph.
+EXP_PARAM = "teachers.moons.train.steps"
+README_RERUNS = {"teacher@moons", "baselines@moons", "boss@moons", "bespoke@moons", "flowturbo@moons", "fgm@moons",
+                 "combos@moons", "report"}
+
+
+def test_dvc_section_names_the_stages_a_param_reruns():
+    """The stages whose params hold `teachers.moons.train.steps`, and every stage downstream of them, are exactly the
+    ones the README's DVC section says `dvc exp run -S` reruns (every moons stage and the report; digits and ring stay
+    cached)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    text = (ROOT / "README.md").read_text()
+    assert "every moons stage (teacher, baselines, the four" in text and "digits and ring stay cached" in text
+    with Repo(str(ROOT)) as repo:
+        graph = repo.index.graph
+        touched = [stage for stage in graph for dep in stage.deps if type(dep).__name__ == "ParamsDependency"
+                   and any(EXP_PARAM == p or EXP_PARAM.startswith(p + ".") for p in dep.params)]
+        reruns = {s.addressing for s in touched} | {s.addressing for t in touched for s in nx.ancestors(graph, t)}
+    assert reruns == README_RERUNS

@@ -54,6 +54,30 @@ def test_readme_shows_the_generated_table():
     assert shown == (ROOT / "reports" / "summary.md").read_text().strip()
 
 
+def test_each_paper_section_shows_its_generated_claims(tmp_path):
+    """Each paper's README section holds its claims with the verdict per teacher, as `report readme` writes them from the
+    committed claims files (not typed by hand); writing them again changes nothing, and a README without a paper's
+    markers is refused."""
+    from flowlib.config import load_params
+    from flowlib.report import ReportError, claims_markers, update_paper_claims
+    from flowlib.scorecard import PAPERS
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    teachers = list(load_params(ROOT / "params.yaml", smoke=False).teachers)
+    assert update_paper_claims(readme, ROOT / "reports" / "claims", teachers) == []     # the committed README is current
+    for paper in PAPERS:
+        block = readme.read_text().split(claims_markers(paper)[0], 1)[1].split(claims_markers(paper)[1], 1)[0]
+        claims = pd.read_csv(ROOT / "reports" / "claims" / f"{paper}-digits.csv", keep_default_na=False)
+        assert all(claim in block for claim in claims["claim"])
+        assert block.splitlines()[1].split("|")[1].strip() == "claim"      # the section names the paper: no paper column
+        assert f"(reports/claims/{paper}-digits.md)" in block
+    start, end = claims_markers("fgm")
+    readme.write_text(readme.read_text().replace(start, "").replace(end, ""))
+    with pytest.raises(ReportError, match="lacks the markers"):
+        update_paper_claims(readme, ROOT / "reports" / "claims", teachers)
+
+
 def test_saved_figure_shows_inline_and_never_an_absolute_path(tmp_path, monkeypatch):
     from flowlib import plots
 
