@@ -1,23 +1,23 @@
 """A paper's claims as data: the claim, its criterion, the paper's number, ours, and a computed verdict.
 
 Every method stage writes `reports/claims/<paper>-<teacher>.csv` (and a markdown rendering beside it) with
-`write_claims`; the report's scorecard reads only these files. A paper's claims are data in its experiments module
-(`paper_claims(paper, [ClaimSpec(...)])`) with one `@check(paper, claim_id)` function each; `check_claims` runs them
-on the result rows and the paper's evidence. Verdicts are computed, never typed by hand: `verdict(checks)` turns
-the per-case outcomes of a criterion into `holds` (every case), `partly holds` (some), `does not hold` (none) or
-`not run` (no case measured).
+`write_claims`; the report's scorecard reads only these files. A paper's claims are one table in its experiments module,
+`CLAIMS = PaperClaims(paper, EvidenceType, [ClaimSpec(...)], {claim_id: check})`: what each claim says, and the function
+that checks it against the paper's evidence, a dataclass whose typed fields are exactly what the checks read (built by
+the experiment and passed whole). `check_claims(CLAIMS, evidence)` runs them. Verdicts are computed, never typed by
+hand: `verdict(checks)` turns the per-case outcomes of a criterion into `holds` (every case), `partly holds` (some),
+`does not hold` (none) or `not run` (no case measured).
 A negative verdict (`does not hold`, `partly holds`) that rests on a learned component that did not reach its
 validation plateau says nothing about the method: `inconclusive` replaces it, with the reason (`unless_converged`).
 """
 from __future__ import annotations
 
-import importlib
 import math
 import string
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import torch
@@ -178,21 +178,24 @@ class Finding:
     fields: dict[str, Any] = field(default_factory=dict)  # values the criterion's text names
 
 
+@dataclass(frozen=True, eq=False)
 class Evidence:
-    """Everything a paper's checks read: the result rows (`df`: baselines and the paper's rows), params, the teacher,
-    and the paper's extra evidence by name (e.g. `grids` for BOSS), with the lookups every check shares."""
+    """What every paper's checks read: the result rows (`df`: baselines and the paper's rows), params and the teacher,
+    with the lookups the checks share. Each paper subclasses it with the typed fields its own checks read."""
 
-    def __init__(self, df: pd.DataFrame, params: Any, teacher: str, **extra: Any) -> None:
-        self.df, self.params, self.teacher, self.extra = df, params, teacher, extra
-        self.sigmas = float(params.eval.band_sigmas)
-        self.rule = f"beyond the noise band ({self.sigmas:g} standard deviations of the difference)"
+    df: pd.DataFrame
+    params: Any
+    teacher: str
 
-    def __getattr__(self, name: str) -> Any:
-        extra = self.__dict__.get("extra", {})
-        if name in extra:
-            return extra[name]
-        raise ClaimError(f"A claim check needs the evidence {name!r}, which was not given; pass {name}=... to check_claims "
-                         f"(given: {sorted(extra) or 'none'}).")
+    @property
+    def sigmas(self) -> float:
+        """The noise-band width in standard deviations of a difference (`eval.band_sigmas`)."""
+        return float(self.params.eval.band_sigmas)
+
+    @property
+    def rule(self) -> str:
+        """The noise-band rule as the criteria write it."""
+        return f"beyond the noise band ({self.sigmas:g} standard deviations of the difference)"
 
     def value(self, solver: str, nfe: int | None, col: str = "gt_distance") -> float:
         """`col` of the row of `solver` at `nfe` (any NFE if None); NaN when missing."""
@@ -215,67 +218,49 @@ class Evidence:
         return f"{steps:.0f} steps, " + ("plateau" if converged else "cap, still improving")
 
 
-Check = Callable[[Evidence], Finding]
-SPECS: dict[str, list[ClaimSpec]] = {}
-CHECKS: dict[tuple[str, str], Check] = {}
+Check = Callable[[Any], Finding]  # takes the paper's Evidence subclass
 
 
-def paper_claims(paper: str, specs: list[ClaimSpec]) -> list[ClaimSpec]:
-    """Register a paper's claims (in the order its table lists them); returns them."""
-    if any(s.paper != paper for s in specs) or len({s.claim_id for s in specs}) != len(specs):
-        raise ClaimError(f"The claims of {paper!r} must all name that paper and have distinct ids.")
-    SPECS[paper] = specs
-    return specs
+@dataclass(frozen=True)
+class PaperClaims:
+    """One paper's claims table: the claims in the order its table lists them, the check of each testable claim by id,
+    and the evidence type those checks read. Every testable claim has a check and every check a claim."""
+
+    paper: str
+    evidence: type[Evidence]
+    specs: list[ClaimSpec]
+    checks: Mapping[str, Check]
+
+    def __post_init__(self) -> None:
+        if any(s.paper != self.paper for s in self.specs) or len({s.claim_id for s in self.specs}) != len(self.specs):
+            raise ClaimError(f"The claims of {self.paper!r} must all name that paper and have distinct ids.")
+        testable = {s.claim_id for s in self.specs if s.untestable is None}
+        if testable != set(self.checks):
+            raise ClaimError(f"{self.paper}: claims without a check {sorted(testable - set(self.checks))}, checks "
+                             f"without a claim {sorted(set(self.checks) - testable)}; add the missing check or ClaimSpec.")
 
 
-def check(paper: str, claim_id: str) -> Callable[[Check], Check]:
-    """Register the check function of one claim: `@check("boss", "grid-shape") def _(ev: Evidence) -> Finding`."""
-    def register(fn: Check) -> Check:
-        CHECKS[paper, claim_id] = fn
-        return fn
-    return register
-
-
-def specs_of(paper: str) -> list[ClaimSpec]:
-    """The registered claims of `paper` (its experiments module registers them on import); every testable claim must
-    have a check and every check a claim."""
-    if paper not in SPECS:
-        module = f"flowlib.experiments.{paper}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the paper's module exists but an import inside it fails: say so
-                raise
-    if paper not in SPECS:
-        raise ClaimError(f"No claims registered for the paper {paper!r}; known: {sorted(SPECS)}.")
-    specs = SPECS[paper]
-    testable = {s.claim_id for s in specs if s.untestable is None}
-    checked = {cid for p, cid in CHECKS if p == paper}
-    if testable != checked:
-        raise ClaimError(f"{paper}: claims without a check {sorted(testable - checked)}, checks without a claim "
-                         f"{sorted(checked - testable)}; add the missing @check or ClaimSpec.")
-    return specs
-
-
-def check_claims(paper: str, df: pd.DataFrame, params: Any, teacher: str, **evidence: Any) -> list[Claim]:
-    """Every claim of `paper` on `teacher` with our numbers and a computed verdict, from the result rows `df` and the
-    paper's extra evidence (keyword arguments, named as its checks read them)."""
-    ev, exact = Evidence(df, params, teacher, **evidence), params.teacher(teacher).exact
-    claims = []
-    for spec in specs_of(paper):
-        row = partial(Claim, paper, teacher, spec.claim_id, spec.claim)
+def check_claims(claims: PaperClaims, ev: Evidence) -> list[Claim]:
+    """Every claim of `claims` on `ev.teacher` with our numbers and a computed verdict, from the paper's evidence."""
+    if not isinstance(ev, claims.evidence):
+        raise ClaimError(f"The {claims.paper} claims read {claims.evidence.__name__}, not {type(ev).__name__}; build "
+                         f"{claims.evidence.__name__}(df, params, teacher, ...) with the paper's evidence.")
+    exact = ev.params.teacher(ev.teacher).exact
+    out = []
+    for spec in claims.specs:
+        row = partial(Claim, claims.paper, ev.teacher, spec.claim_id, spec.claim)
         if spec.untestable is not None:
-            claims.append(row(UNTESTABLE_CRITERION, spec.paper_number, f"not run: {spec.untestable}", "not run"))
+            out.append(row(UNTESTABLE_CRITERION, spec.paper_number, f"not run: {spec.untestable}", "not run"))
             continue
         if exact and spec.exact is not None:
             criterion = spec.criterion.format(rule=ev.rule, sigmas=ev.sigmas, **_placeholders(spec.criterion))
-            claims.append(row(criterion, spec.paper_number, f"not run: {EXACT_TEACHER}{spec.exact}", "not run"))
+            out.append(row(criterion, spec.paper_number, f"not run: {EXACT_TEACHER}{spec.exact}", "not run"))
             continue
-        found = CHECKS[paper, spec.claim_id](ev)
+        found = claims.checks[spec.claim_id](ev)
         criterion = spec.criterion.format(rule=ev.rule, sigmas=ev.sigmas, **found.fields)
-        claims.append(unless_converged(row(criterion, spec.paper_number, found.ours, verdict(found.cases)),
-                                       found.unconverged))
-    return claims
+        out.append(unless_converged(row(criterion, spec.paper_number, found.ours, verdict(found.cases)),
+                                    found.unconverged))
+    return out
 
 
 def _placeholders(text: str) -> dict[str, str]:

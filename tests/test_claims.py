@@ -1,7 +1,7 @@
 """Claims as data: verdict rules, the claims table on disk, and BOSS's verdicts computed from fixed result rows."""
 import copy
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -10,18 +10,16 @@ import torch
 import yaml
 
 from flowlib.claims import (
-    SPECS,
     Claim,
     ClaimError,
     ClaimSpec,
+    Evidence,
     Finding,
+    PaperClaims,
     case,
-    check,
     check_claims,
     compare,
-    paper_claims,
     read_claims,
-    specs_of,
     unless_converged,
     verdict,
     write_claims,
@@ -96,8 +94,10 @@ def _boss_setup(bellman_d6, converged=(True, True, True, True)):
 
 def _boss(df, params, grids, teacher_seconds, teacher_flops):
     """BOSS's claims on moons by id, from the rows `df` and the evidence."""
-    claims = check_claims("boss", df, params, "moons", grids=grids, teacher_seconds=teacher_seconds, teacher_flops=teacher_flops)
-    return {c.claim_id: c for c in claims}
+    from flowlib.experiments import boss
+
+    ev = boss.BossEvidence(df, params, "moons", grids=grids, teacher_seconds=teacher_seconds, teacher_flops=teacher_flops)
+    return {c.claim_id: c for c in check_claims(boss.CLAIMS, ev)}
 
 
 def test_boss_verdicts_follow_the_rows():
@@ -156,39 +156,53 @@ def test_inconclusive_is_a_verdict_of_its_own():
 
 @pytest.mark.parametrize("paper", ["boss", "bespoke", "flowturbo", "fgm"])
 def test_every_claim_has_one_check_and_a_complete_record(paper):
-    specs = specs_of(paper)  # raises when a testable claim has no check or a check no claim
-    assert specs and all(s.paper == paper and s.claim and s.paper_number for s in specs)
-    assert all(s.criterion for s in specs if s.untestable is None) and any(s.untestable for s in specs)
+    """Each paper's table (its experiments module's CLAIMS, built at import: a testable claim without a check, or a check
+    without a claim, fails there) names the paper, and every check reads that paper's evidence type."""
+    import importlib
+    import inspect
+    import typing
+
+    module = importlib.import_module(f"flowlib.experiments.{paper}")
+    table = module.CLAIMS
+    assert isinstance(table, PaperClaims) and table.paper == paper and issubclass(table.evidence, Evidence)
+    assert table.specs and all(s.paper == paper and s.claim and s.paper_number for s in table.specs)
+    assert all(s.criterion for s in table.specs if s.untestable is None) and any(s.untestable for s in table.specs)
+    for check in table.checks.values():
+        (arg,) = inspect.signature(check).parameters
+        assert typing.get_type_hints(check, vars(module))[arg] is table.evidence, check.__name__
+
+
+@dataclass(frozen=True, eq=False)
+class ToyEvidence(Evidence):
+    note: str
 
 
 def test_a_claim_is_one_entry_and_one_function():
-    """The registry is all it takes: a new paper's claims come out of check_claims with their verdicts, untestable
+    """The table is all it takes: a new paper's claims come out of check_claims with their verdicts, untestable
     claims as `not run`, exact-teacher reasons applied, and criterion fields filled from the finding."""
     df, params, _ = _boss_setup(bellman_d6=8.0)
-    paper_claims("toy", [
-        ClaimSpec("toy", "euler-improves", "Euler improves with NFE", "at {k} NFE, {rule}", "-"),
-        ClaimSpec("toy", "weights", "Weights matter", "more weights help", "-", exact="no weights"),
-        ClaimSpec("toy", "paper-only", "Works on ImageNet", "", "FID 2", untestable="no ImageNet here"),
-    ])
-    try:
-        with pytest.raises(ClaimError, match=r"claims without a check \['euler-improves', 'weights'\]"):
-            check_claims("toy", df, params, "moons")
-        check("toy", "euler-improves")(lambda ev: Finding(ev.vs("euler", 6, "euler", 4), [case(ev.vs("euler", 6, "euler", 4))],
-                                                          fields={"k": 6}))
-        check("toy", "weights")(lambda ev: Finding(f"{ev.missing}", [True]))
-        with pytest.raises(ClaimError, match="needs the evidence 'missing'.*pass missing="):
-            check_claims("toy", df, params, "moons")
-        claims = check_claims("toy", df, params, "moons", missing="here")
-        assert [(c.claim_id, c.verdict) for c in claims] == [("euler-improves", "holds"), ("weights", "holds"),
-                                                              ("paper-only", "not run")]
-        assert claims[0].criterion == "at 6 NFE, beyond the noise band (2 standard deviations of the difference)"
-        assert claims[0].ours == "better" and claims[2].ours == "not run: no ImageNet here"
-        ring = check_claims("toy", df, params, "ring")  # the exact teacher: the claim with a reason is not run there
-        assert ring[1].verdict == "not run" and "no weights" in ring[1].ours and ring[0].verdict == "holds"
-    finally:
-        SPECS.pop("toy")
-        from flowlib.claims import CHECKS
-        for key in [k for k in CHECKS if k[0] == "toy"]:
-            CHECKS.pop(key)
-    with pytest.raises(ClaimError, match="No claims registered for the paper 'toy'"):
-        check_claims("toy", df, params, "moons")
+    specs = [ClaimSpec("toy", "euler-improves", "Euler improves with NFE", "at {k} NFE, {rule}", "-"),
+             ClaimSpec("toy", "weights", "Weights matter", "more weights help", "-", exact="no weights"),
+             ClaimSpec("toy", "paper-only", "Works on ImageNet", "", "FID 2", untestable="no ImageNet here")]
+    with pytest.raises(ClaimError, match=r"claims without a check \['euler-improves', 'weights'\]"):
+        PaperClaims("toy", ToyEvidence, specs, {})
+    with pytest.raises(ClaimError, match=r"checks without a claim \['paper-only'\]"):
+        PaperClaims("toy", ToyEvidence, specs, dict.fromkeys(["euler-improves", "weights", "paper-only"], print))
+    with pytest.raises(ClaimError, match="must all name that paper"):
+        PaperClaims("other", ToyEvidence, specs, {})
+    table = PaperClaims("toy", ToyEvidence, specs, {
+        "euler-improves": lambda ev: Finding(ev.vs("euler", 6, "euler", 4), [case(ev.vs("euler", 6, "euler", 4))],
+                                             fields={"k": 6}),
+        "weights": lambda ev: Finding(ev.note, [True]),
+    })
+    with pytest.raises(ClaimError, match="The toy claims read ToyEvidence, not Evidence"):
+        check_claims(table, Evidence(df, params, "moons"))
+    with pytest.raises(TypeError, match="note"):
+        ToyEvidence(df, params, "moons")          # a missing piece of evidence fails where the evidence is built
+    claims = check_claims(table, ToyEvidence(df, params, "moons", note="here"))
+    assert [(c.claim_id, c.verdict) for c in claims] == [("euler-improves", "holds"), ("weights", "holds"),
+                                                          ("paper-only", "not run")]
+    assert claims[0].criterion == "at 6 NFE, beyond the noise band (2 standard deviations of the difference)"
+    assert claims[0].ours == "better" and claims[1].ours == "here" and claims[2].ours == "not run: no ImageNet here"
+    ring = check_claims(table, ToyEvidence(df, params, "ring", note="here"))  # the exact teacher: not run, with reason
+    assert ring[1].verdict == "not run" and "no weights" in ring[1].ours and ring[0].verdict == "holds"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -13,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import CheckpointError, load_checkpoint, save_checkpoint
-from ..claims import ClaimSpec, Evidence, Finding, case, check, paper_claims, ratio, unconverged
+from ..claims import ClaimSpec, Evidence, Finding, PaperClaims, case, ratio, unconverged
 from ..config import Params
 from ..distill.bespoke import DenseTrajectories, bespoke_config, dense_ground_truth, save_bespoke, train_bespoke
 from ..flow import TrainData, count_flops
@@ -171,9 +172,17 @@ def paired_rmse(ctx: TeacherContext, results: dict[tuple[str, int], Any], sigmas
 # Distances to the teacher's distribution are compared beyond the noise band; the RMSE to the ground truth, paired on
 # the same noise, by the standard error of the per-sample differences (`compare_paired`, computed by `paired_rmse`).
 # A negative verdict resting on a solver that stopped at its cap, still improving, is inconclusive; cost is in FLOPs.
-# Evidence: the baseline and Bespoke rows, `rmse_outcomes` (paired_rmse), `order` (order_check), `teacher_seconds`,
-# `teacher_flops`.
-CLAIMS = paper_claims("bespoke", [
+@dataclass(frozen=True, eq=False)
+class BespokeEvidence(Evidence):
+    """What the Bespoke checks read beside the baseline and Bespoke rows."""
+
+    rmse_outcomes: dict[tuple[str, int], str]  # paired_rmse: (base, NFE) -> Bespoke against its base, paired on noise
+    order: pd.DataFrame                        # order_check: measured orders, learned against base
+    teacher_seconds: float                     # the teacher's training wall time
+    teacher_flops: float                       # the teacher's training FLOPs
+
+
+SPECS = [
     ClaimSpec("bespoke", "beats-base-solver", "Bespoke beats its base solver (RK1 vs Euler, RK2 vs midpoint) at every NFE, "
               "in RMSE and quality", "at every (base, NFE): lower paired RMSE to the ground truth and a smaller distance to "
               "the teacher's distribution, {rule} (where the base solver is itself at the floor, 'within noise' counts)",
@@ -197,11 +206,10 @@ CLAIMS = paper_claims("bespoke", [
     ClaimSpec("bespoke", "imagenet", "RK2-Bespoke works on class-conditional ImageNet-64/128 and AFHQ-256 models", "",
               "ImageNet-64: FID 2.2 at 10 NFE (ground truth 1.71), ≈ 1.74 at 20",
               untestable="no profile holds ImageNet or AFHQ, nor the authors' class-conditional models with guidance"),
-])
+]
 
 
-@check("bespoke", "beats-base-solver")
-def beats_base_solver(ev: Evidence) -> Finding:
+def beats_base_solver(ev: BespokeEvidence) -> Finding:
     cases, ours = [], []
     for (base, nfe), rmse_outcome in ev.rmse_outcomes.items():
         method, solver = BESPOKE_BASE_METHOD[base], bespoke_name(base)
@@ -215,8 +223,7 @@ def beats_base_solver(ev: Evidence) -> Finding:
     return Finding("; ".join(ours), cases, unconverged(ev.df, [(bespoke_name(b), n) for b, n in ev.rmse_outcomes]))
 
 
-@check("bespoke", "near-ground-truth")
-def near_ground_truth(ev: Evidence) -> Finding:
+def near_ground_truth(ev: BespokeEvidence) -> Finding:
     s, gt_fid = bespoke_name("rk2"), ev.value("adaptive", None, "quality")
     floor, floor_sd = ev.value("adaptive", None), ev.value("adaptive", None, "gt_distance_std")
     near, ours = [], []
@@ -231,8 +238,7 @@ def near_ground_truth(ev: Evidence) -> Finding:
     return Finding("; ".join(ours), near, unconverged(ev.df, [(s, 10), (s, 20)]))
 
 
-@check("bespoke", "cheap-to-train")
-def cheap_to_train(ev: Evidence) -> Finding:
+def cheap_to_train(ev: BespokeEvidence) -> Finding:
     df, teacher_flops = ev.df, ev.teacher_flops
     cols = ["nfe", "flop_fraction", "train_flops", "pool_flops", "train_fraction", "train_seconds", "pool_seconds"]
     fractions = df.loc[df["solver"] == bespoke_name("rk2"), [c for c in cols if c in df.columns]].set_index("nfe")
@@ -248,8 +254,7 @@ def cheap_to_train(ev: Evidence) -> Finding:
                                else bool(cheap["flop_fraction"] <= 0.02)])
 
 
-@check("bespoke", "keeps-base-order")
-def keeps_base_order(ev: Evidence) -> Finding:
+def keeps_base_order(ev: BespokeEvidence) -> Finding:
     order = ev.order
     firsts = order.groupby("base").first() if len(order) else pd.DataFrame()
     return Finding(
@@ -258,3 +263,12 @@ def keeps_base_order(ev: Evidence) -> Finding:
                   for b, r in firsts.iterrows()) or "-",
         [bool(r.slope >= r.base_slope - 0.3) for _, r in firsts.iterrows()],
         fields={"at": ", ".join(f"{b} at {r.from_nfe} NFE" for b, r in firsts.iterrows()) or "-"})
+
+
+# The paper's claims table: each claim, and the check that computes its verdict from BespokeEvidence.
+CLAIMS = PaperClaims("bespoke", BespokeEvidence, SPECS, {
+    "beats-base-solver": beats_base_solver,
+    "near-ground-truth": near_ground_truth,
+    "cheap-to-train": cheap_to_train,
+    "keeps-base-order": keeps_base_order,
+})

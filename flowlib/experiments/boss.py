@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..artifacts import load_checkpoint, save_checkpoint
-from ..claims import ClaimSpec, Evidence, Finding, both, case, check, paper_claims, ratio, unconverged
+from ..claims import ClaimSpec, Evidence, Finding, PaperClaims, both, case, ratio, unconverged
 from ..config import Params
 from ..distill import reflow, straighten, straightening_pairs
 from ..distill.validation import euler_rmse
@@ -21,6 +23,7 @@ from ..flow import TrainData, TrainResult, count_flops, save_velocity_model
 from ..layout import BOSS_FULL, boss_lora
 from ..models import count_parameters
 from ..solvers import AdaptiveSampler, ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
+from ..solvers.bellman import EulerRollout
 from .common import TeacherContext, rebuild_hint, training_columns, validation_curve
 
 VAL_CURVE = "validation RMSE to the ground truth (K-step Euler)"
@@ -65,81 +68,162 @@ def training_free_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any
     return rows
 
 
-def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], progress: bool = True
-                  ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Table 2 analogue: BOSS (full and LoRA) each trained to its validation plateau, then Uniform-Reflow and
-    Distill-K-Reflow at equal iterations (capped at the steps BOSS's full finetune took; they stop earlier only at
-    their own plateau).
+@dataclass(frozen=True)
+class FinetuneData:
+    """What every finetune of one teacher learns from and is validated on (BOSS's Phase 2 and the reflow baselines).
 
-    Pairs come from the teacher's 100-step Euler trajectories of fresh noise (the evaluation noise stays held
-    out); the K = 1 pairs (noise, endpoint) are the reflow coupling. The stopping rule scores each student by the RMSE
-    of its K-step Euler samples to the ground truth of `boss.n_val` held-out noises. Students are saved as plain nets.
-    Returns the rows and the validation curves (`validation_curve` frames, one per run).
+    `rollout`: the teacher's `boss.n_fine`-step Euler trajectories of `boss.n_pairs` fresh noises (the evaluation noise
+    stays held out); its first and last states are the reflow coupling (noise, endpoint). `val_noise`/`val_target`:
+    `boss.n_val` held-out noises and their ground truth (dopri5), which the stopping rule scores students on.
     """
+
+    rollout: EulerRollout
+    val_noise: Tensor
+    val_target: Tensor
+    teacher_state: dict[str, Any]   # the teacher's checkpoint: students are saved with its config, as plain nets
+
+    @property
+    def coupling(self) -> tuple[Tensor, Tensor]:
+        """The reflow coupling: each noise with the teacher's endpoint for it."""
+        return self.rollout.states[0], self.rollout.states[-1]
+
+
+@dataclass
+class Student:
+    """One finetuned network with the K-step Euler grid it samples on and how its training went."""
+
+    model: nn.Module
+    grid: Tensor
+    method: str          # the result rows' method: boss or reflow
+    solver: str          # its sampler name, e.g. bellman-euler+ft-full
+    k: int
+    result: TrainResult
+    trained_params: int
+
+
+def finetune_data(params: Params, ctx: TeacherContext) -> FinetuneData:
+    """Draw the training noise, roll the teacher out on the fine grid, and solve the validation targets."""
     bp = params.boss
-    if params.teacher(ctx.name).exact:  # a closed-form field has no weights to straighten (its claims say `not run`)
-        return [], pd.DataFrame(columns=["step", "value", "run", "curve"])
     teacher_state = load_checkpoint(params.layout.teacher(ctx.name), rebuild_hint(f"teacher@{ctx.name}"))
-    noise = ctx.seeded_noise(bp.n_pairs, bp.seed + 1)
-    rollout = euler_rollout(ctx.model, noise, bp.n_fine)
-    z, x1 = rollout.states[0], rollout.states[-1]
+    rollout = euler_rollout(ctx.model, ctx.seeded_noise(bp.n_pairs, bp.seed + 1), bp.n_fine)
     val_noise = ctx.seeded_noise(bp.n_val, bp.seed + 2)
     val_target = AdaptiveSampler(ctx.model, params.eval.gt_rtol, params.eval.gt_atol)(val_noise)
-    times = grids["times"]
-    rows, curves = [], []
+    return FinetuneData(rollout, val_noise, val_target, teacher_state)
 
-    def save(model, path: Path) -> None:
-        save_velocity_model(path, model, teacher_state["model_config"],
-                            tuple(teacher_state["shape"]), init="ema-teacher")
 
-    def record(model, sampler_grid, method: str, solver: str, res: TrainResult, trained: int, k: int) -> None:
-        sampler = ODESampler(model, sampler_grid, "euler", name=solver)
-        row = ctx.evaluate(sampler, method=method, train_seconds=res.seconds)
-        rows.append({**row, **training_columns(res), "trained_params": trained})
-        curves.append(validation_curve(res.val_history, f"{solver} (K={k})", VAL_CURVE))
+def save_student(data: FinetuneData, model: nn.Module, path: Path) -> None:
+    """Save a finetuned network as a plain velocity model with the teacher's config."""
+    save_velocity_model(path, model, data.teacher_state["model_config"], tuple(data.teacher_state["shape"]),
+                        init="ema-teacher")
 
-    n_params = count_parameters(ctx.model)
-    lora_name, lay = boss_lora(bp.lora_rank), params.layout
-    full_steps = {}
-    for k in tqdm(bp.finetune_k, desc="finetune K", disable=not progress):
-        path = grids["paths"][k]
-        pairs = straightening_pairs(rollout, path)
-        score = euler_rmse([times[path]], val_noise, val_target)
-        data = TrainData(pairs, bp.batch_size)
-        res = straighten(ctx.model, None, data, bp.train, progress=progress, validate=score)
-        save(res.ema_model, lay.boss_student(ctx.name, BOSS_FULL, k))
-        record(res.ema_model, times[path], "boss", BOSS_FULL, res, res.extras["trained_params"], k)
-        full_steps[k] = res.steps
-        res = straighten(ctx.model, None, data, bp.train, lora_rank=bp.lora_rank, lora_alpha=bp.lora_alpha,
-                         progress=progress, validate=score)
-        save(res.ema_model, lay.boss_student(ctx.name, lora_name, k))
-        record(res.ema_model, times[path], "boss", lora_name, res, res.extras["trained_params"], k)
-    # equal iterations (the paper's Table 2): each reflow gets at most the steps of BOSS's full finetune at its K
-    uniform_config = bp.train.model_copy(update={"steps": max(full_steps.values())})
-    uniform_score = euler_rmse([uniform_grid(k) for k in bp.finetune_k], val_noise, val_target)
-    coupling = TrainData((z, x1), bp.batch_size)
-    uniform_result = reflow(ctx.model, None, coupling, uniform_config, eps=bp.reflow_eps, progress=progress,
-                            validate=uniform_score)
-    uniform_model = uniform_result.ema_model
-    save(uniform_model, lay.boss_reflow(ctx.name, "uniform-reflow"))
-    for k in bp.finetune_k:
-        config = bp.train.model_copy(update={"steps": full_steps[k]})
-        res = reflow(ctx.model, None, coupling, config, k=k, eps=bp.reflow_eps, progress=progress,
-                     validate=euler_rmse([uniform_grid(k)], val_noise, val_target))
-        distill = res.ema_model
-        save(distill, lay.boss_student(ctx.name, f"distill-{k}-reflow", k))
-        record(distill, uniform_grid(k), "reflow", f"distill-{k}-reflow", res, n_params, k)
-        record(uniform_model, uniform_grid(k), "reflow", "uniform-reflow", uniform_result, n_params, k)
-    return rows, pd.concat(curves, ignore_index=True).drop_duplicates()
+
+def straighten_at(params: Params, ctx: TeacherContext, grids: dict[str, Any], data: FinetuneData, k: int,
+                  lora: bool = False, progress: bool = True) -> Student:
+    """BOSS Phase 2 at K: finetune the teacher (all weights, or a rank-`boss.lora_rank` LoRA) so that each Euler jump of
+    the Bellman path lands on the teacher's trajectory, until the K-step validation RMSE plateaus; saved."""
+    bp = params.boss
+    path = grids["paths"][k]
+    grid = grids["times"][path]
+    score = euler_rmse([grid], data.val_noise, data.val_target)
+    train_data = TrainData(straightening_pairs(data.rollout, path), bp.batch_size)
+    rank = {"lora_rank": bp.lora_rank, "lora_alpha": bp.lora_alpha} if lora else {}
+    res = straighten(ctx.model, None, train_data, bp.train, progress=progress, validate=score, **rank)
+    solver = boss_lora(bp.lora_rank) if lora else BOSS_FULL
+    save_student(data, res.ema_model, params.layout.boss_student(ctx.name, solver, k))
+    return Student(res.ema_model, grid, "boss", solver, k, res, res.extras["trained_params"])
+
+
+def uniform_reflow(params: Params, ctx: TeacherContext, data: FinetuneData, steps: int, progress: bool = True
+                   ) -> TrainResult:
+    """The Uniform-Reflow baseline: the teacher finetuned on its own coupling at uniform times, for at most `steps`
+    (equal iterations), validated at every finetuned K's uniform grid; saved."""
+    bp = params.boss
+    score = euler_rmse([uniform_grid(k) for k in bp.finetune_k], data.val_noise, data.val_target)
+    config = bp.train.model_copy(update={"steps": steps})
+    res = reflow(ctx.model, None, TrainData(data.coupling, bp.batch_size), config, eps=bp.reflow_eps, progress=progress,
+                 validate=score)
+    save_student(data, res.ema_model, params.layout.boss_reflow(ctx.name, "uniform-reflow"))
+    return res
+
+
+def distill_reflow(params: Params, ctx: TeacherContext, data: FinetuneData, k: int, steps: int, progress: bool = True
+                   ) -> Student:
+    """The Distill-K-Reflow baseline: the teacher finetuned on its coupling at the K uniform times, for at most `steps`
+    (equal iterations); saved."""
+    bp = params.boss
+    score = euler_rmse([uniform_grid(k)], data.val_noise, data.val_target)
+    config = bp.train.model_copy(update={"steps": steps})
+    res = reflow(ctx.model, None, TrainData(data.coupling, bp.batch_size), config, k=k, eps=bp.reflow_eps,
+                 progress=progress, validate=score)
+    name = f"distill-{k}-reflow"
+    save_student(data, res.ema_model, params.layout.boss_student(ctx.name, name, k))
+    return Student(res.ema_model, uniform_grid(k), "reflow", name, k, res, count_parameters(ctx.model))
+
+
+def student_row(ctx: TeacherContext, student: Student) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The result row of a student's K-step Euler sampler, and its validation curve."""
+    sampler = ODESampler(student.model, student.grid, "euler", name=student.solver)
+    row = ctx.evaluate(sampler, method=student.method, train_seconds=student.result.seconds)
+    return ({**row, **training_columns(student.result), "trained_params": student.trained_params},
+            validation_curve(student.result.val_history, f"{student.solver} (K={student.k})", VAL_CURVE))
+
+
+def boss_students(params: Params, ctx: TeacherContext, grids: dict[str, Any], data: FinetuneData,
+                  progress: bool = True) -> list[Student]:
+    """BOSS's full and LoRA finetunes at every K of `boss.finetune_k`, each to its validation plateau."""
+    return [straighten_at(params, ctx, grids, data, k, lora=lora, progress=progress)
+            for k in tqdm(params.boss.finetune_k, desc="finetune K", disable=not progress) for lora in (False, True)]
+
+
+def reflow_students(params: Params, ctx: TeacherContext, data: FinetuneData, boss: list[Student],
+                    progress: bool = True) -> list[Student]:
+    """The reflow baselines at equal iterations (the paper's Table 2): Distill-K-Reflow gets at most the steps BOSS's full
+    finetune took at its K, Uniform-Reflow (one network for every K) at most the largest of them."""
+    full_steps = {s.k: s.result.steps for s in boss if s.solver == BOSS_FULL}
+    uniform = uniform_reflow(params, ctx, data, max(full_steps.values()), progress)
+    students = []
+    for k in params.boss.finetune_k:
+        students += [distill_reflow(params, ctx, data, k, full_steps[k], progress),
+                     Student(uniform.ema_model, uniform_grid(k), "reflow", "uniform-reflow", k, uniform,
+                             count_parameters(ctx.model))]
+    return students
+
+
+def student_rows(ctx: TeacherContext, students: list[Student]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The result rows of the students' K-step Euler samplers and their validation curves (one per run)."""
+    if not students:
+        return [], pd.DataFrame(columns=["step", "value", "run", "curve"])
+    rows, curves = zip(*(student_row(ctx, s) for s in students))
+    return list(rows), pd.concat(curves, ignore_index=True).drop_duplicates()
+
+
+def finetune_rows(params: Params, ctx: TeacherContext, grids: dict[str, Any], progress: bool = True
+                  ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Table 2 analogue in one call, the steps notebook 02 shows one by one: the training data, BOSS at each K, the
+    reflow baselines at equal iterations, their rows. An exact teacher has no weights to straighten: no rows (its claims
+    say `not run`)."""
+    if params.teacher(ctx.name).exact:
+        return student_rows(ctx, [])
+    data = finetune_data(params, ctx)
+    boss = boss_students(params, ctx, grids, data, progress)
+    return student_rows(ctx, boss + reflow_students(params, ctx, data, boss, progress))
 
 
 # ------------------------------------------------------------------------------------------- claims
 # Samplers are compared on the distance to the teacher's own distribution (`gt_distance`), beyond the noise band; the
 # distance to the data (FID, what the paper reports) is shown beside it. The paper's numbers are FID from its Tables
 # 1-2 and appendix. A negative verdict resting on a finetune that stopped at its cap, still improving, is inconclusive.
-# Evidence: the baseline and BOSS rows, `grids` (compute_grids), `teacher_seconds`, `teacher_flops`.
 WEIGHTS = "no weights to finetune"
-CLAIMS = paper_claims("boss", [
+@dataclass(frozen=True, eq=False)
+class BossEvidence(Evidence):
+    """What BOSS's checks read beside the baseline and BOSS rows: Phase 1's grids and the teacher's training cost."""
+
+    grids: dict[str, Any]     # compute_grids: the fine grid, each K's Bellman path, V(0, K), Phase 1's FLOPs and seconds
+    teacher_seconds: float    # the teacher's training wall time
+    teacher_flops: float      # the teacher's training FLOPs
+
+
+SPECS = [
     ClaimSpec("boss", "bellman-beats-uniform", "Bellman steps beat uniform steps at equal NFE, without training",
               "at every K: Euler on the Bellman grid is closer to the teacher's distribution than uniform Euler, {rule}",
               "FID uniform → Bellman: CIFAR-10 51.95 → 47.57 (4 NFE), 16.82 → 15.74 (8); CelebA-HQ 158.95 → 92.03 (4)",
@@ -171,52 +255,47 @@ CLAIMS = paper_claims("boss", [
               "AFHQ-Cat)", "", "CelebA-HQ 6 NFE: FID 18.67 (BOSS) vs 72.54 (Bellman, training-free); LSUN-Church 33.22 "
               "vs 45.09", untestable="no profile holds 256² images or the 1-RF checkpoints (GPU-days of training); "
               "CIFAR-10 runs in profiles/cifar10.yaml"),
-])
+]
 
 
-def _students(ev: Evidence) -> tuple[str, str]:
+def _students(ev: BossEvidence) -> tuple[str, str]:
     """The sampler names of the LoRA and the full finetune."""
     return boss_lora(ev.params.boss.lora_rank), BOSS_FULL
 
 
-def _pair(ev: Evidence, a: str, b: str, k: int) -> str:
+def _pair(ev: BossEvidence, a: str, b: str, k: int) -> str:
     """b → a at K on both distances, with the outcome of each."""
     return (f"to GT {ev.band(b, k)} → {ev.band(a, k)} ({ev.vs(a, k, b, k)}); "
             f"FID {ev.band(b, k, 'quality')} → {ev.band(a, k, 'quality')} ({ev.vs(a, k, b, k, 'quality')})")
 
 
-@check("boss", "bellman-beats-uniform")
-def bellman_beats_uniform(ev: Evidence) -> Finding:
+def bellman_beats_uniform(ev: BossEvidence) -> Finding:
     nfes = ev.params.boss.nfes
     return Finding("; ".join(f"K={k}: {_pair(ev, 'bellman-euler', 'euler', k)}" for k in nfes),
                    [case(ev.vs("bellman-euler", k, "euler", k)) for k in nfes])
 
 
-@check("boss", "grid-shape")
-def grid_shape(ev: Evidence) -> Finding:
+def grid_shape(ev: BossEvidence) -> Finding:
     sizes = {k: ev.grids["times"][ev.grids["paths"][k]].diff() for k in ev.params.boss.nfes if k >= 4}
     return Finding("; ".join(f"K={k}: " + ", ".join(f"{x:.2f}" for x in h.tolist()) for k, h in sizes.items()),
                    [bool(h[0] < h.max() and h[-1] < h.max()) for h in sizes.values()])
 
 
-@check("boss", "dp-value-tracks-error")
-def dp_value_tracks_error(ev: Evidence) -> Finding:
+def dp_value_tracks_error(ev: BossEvidence) -> Finding:
     ks = sorted(ev.params.boss.nfes)
     dp, rm = [ev.grids["dp_value"][k] for k in ks], [ev.value("bellman-euler", k, "rmse_to_gt") for k in ks]
     return Finding("; ".join(f"K={k}: V={v:.3g}, RMSE={e:.2g}" for k, v, e in zip(ks, dp, rm)),
                    [all(a > b for a, b in zip(dp, dp[1:])) and all(a > b for a, b in zip(rm, rm[1:]))])
 
 
-@check("boss", "straightening-improves")
-def straightening_improves(ev: Evidence) -> Finding:
+def straightening_improves(ev: BossEvidence) -> Finding:
     _, full = _students(ev)
     ks = ev.params.boss.finetune_k
     return Finding("; ".join(f"K={k}: {_pair(ev, full, 'bellman-euler', k)} ({ev.trained(full, k)})" for k in ks),
                    [case(ev.vs(full, k, "bellman-euler", k)) for k in ks], unconverged(ev.df, [(full, k) for k in ks]))
 
 
-@check("boss", "lora-close-to-full")
-def lora_close_to_full(ev: Evidence) -> Finding:
+def lora_close_to_full(ev: BossEvidence) -> Finding:
     lora, full = _students(ev)
     ks = ev.params.boss.finetune_k
     shares = {k: ev.value(lora, k, "trained_params") / ev.value(full, k, "trained_params") for k in ks}
@@ -228,8 +307,7 @@ def lora_close_to_full(ev: Evidence) -> Finding:
         unconverged(ev.df, [(s, k) for k in ks for s in (lora, full)]))
 
 
-@check("boss", "beats-reflow")
-def beats_reflow(ev: Evidence) -> Finding:
+def beats_reflow(ev: BossEvidence) -> Finding:
     _, full = _students(ev)
     ks = ev.params.boss.finetune_k
     return Finding(
@@ -240,9 +318,20 @@ def beats_reflow(ev: Evidence) -> Finding:
         unconverged(ev.df, [(full, k) for k in ks]))
 
 
-@check("boss", "phase1-is-cheap")
-def phase1_is_cheap(ev: Evidence) -> Finding:
+def phase1_is_cheap(ev: BossEvidence) -> Finding:
     flops, teacher = ev.grids["flops"], ev.teacher_flops
     return Finding(f"Phase 1 {flops:.3g} FLOPs = {100 * ratio(flops, teacher):.2g}% of the teacher's training "
                    f"{teacher:.3g} FLOPs; wall time {ev.grids['seconds']:.2f} s vs {ev.teacher_seconds:.0f} s",
                    [None if math.isnan(ratio(flops, teacher)) else bool(flops < 0.05 * teacher)])
+
+
+# The paper's claims table: each claim, and the check that computes its verdict from BossEvidence.
+CLAIMS = PaperClaims("boss", BossEvidence, SPECS, {
+    "bellman-beats-uniform": bellman_beats_uniform,
+    "grid-shape": grid_shape,
+    "dp-value-tracks-error": dp_value_tracks_error,
+    "straightening-improves": straightening_improves,
+    "lora-close-to-full": lora_close_to_full,
+    "beats-reflow": beats_reflow,
+    "phase1-is-cheap": phase1_is_cheap,
+})

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..claims import ClaimSpec, Evidence, Finding, check, compare, paper_claims, unconverged
+from ..claims import ClaimSpec, Evidence, Finding, PaperClaims, compare, unconverged
 from ..config import Params
 from ..distill.fgm import GeneratorSampler, OneStepGenerator, save_generator, train_fgm
 from ..distill.reflow import reflow
@@ -228,8 +228,15 @@ def steps_to_plateau(curve: list[tuple[int, float]], margin: float = PLATEAU_MAR
 
 # ------------------------------------------------------------------------------------------- claims
 # A negative verdict resting on a generator that stopped at its cap, still improving, is inconclusive.
-# Evidence: the baseline and FGM rows, `headline_run` and `random_run` (FGMRun: teacher- and random-initialised).
-CLAIMS = paper_claims("fgm", [
+@dataclass(frozen=True, eq=False)
+class FGMEvidence(Evidence):
+    """What the FGM checks read beside the baseline and FGM rows."""
+
+    headline_run: FGMRun       # the headline recipe's run (teacher-initialised)
+    random_run: FGMRun         # the same recipe from a random generator (random_init_run)
+
+
+SPECS = [
     ClaimSpec("fgm", "beats-teacher-few-step", "One-step FGM beats the teacher's few-step sampling",
               "FGM at 1 NFE is nearer the teacher's distribution than the teacher's Euler at 1, 2 and 4 NFE, {rule}; the "
               "table states the largest NFE of each teacher solver that FGM still beats",
@@ -258,16 +265,15 @@ CLAIMS = paper_claims("fgm", [
     ClaimSpec("fgm", "text-to-image", "A one-step MM-DiT distilled from Stable Diffusion 3 keeps SD3's GenEval quality", "",
               "GenEval close to SD3 at 28 steps (numbers not confirmed)",
               untestable="needs SD3 (2B parameters) and prompts; no profile holds them"),
-])
+]
 
 
-def _ours_fgm(ev: Evidence) -> str:
+def _ours_fgm(ev: FGMEvidence) -> str:
     run = ev.headline_run
     return f"FGM (t*={run.t_star:g}, λ={run.l1_weight:g}, {run.describe()}) to GT {ev.band('fgm', 1)}"
 
 
-@check("fgm", "beats-teacher-few-step")
-def beats_teacher_few_step(ev: Evidence) -> Finding:
+def beats_teacher_few_step(ev: FGMEvidence) -> Finding:
     df, cases, parts = ev.df, [], []
     for k in TEACHER_NFES[:3]:
         outcome = ev.vs("fgm", 1, "euler", k)
@@ -280,8 +286,7 @@ def beats_teacher_few_step(ev: Evidence) -> Finding:
                    cases, unconverged(df, [("fgm", 1)]))
 
 
-@check("fgm", "beats-reflow")
-def beats_reflow(ev: Evidence) -> Finding:
+def beats_reflow(ev: FGMEvidence) -> Finding:
     outcome, quality = ev.vs("fgm", 1, "distill-1-reflow", 1), ev.vs("fgm", 1, "distill-1-reflow", 1, "quality")
     return Finding(f"{_ours_fgm(ev)} vs reflow ({ev.value('distill-1-reflow', 1, 'train_steps'):.0f} steps) "
                    f"{ev.band('distill-1-reflow', 1)} ({outcome}); to the data {ev.band('fgm', 1, 'quality')} vs "
@@ -289,8 +294,7 @@ def beats_reflow(ev: Evidence) -> Finding:
                    [None if outcome == "not measured" else outcome == "better"], unconverged(ev.df, [("fgm", 1)]))
 
 
-@check("fgm", "near-ground-truth")
-def near_ground_truth(ev: Evidence) -> Finding:
+def near_ground_truth(ev: FGMEvidence) -> Finding:
     q, q_sd = ev.value("fgm", 1, "quality"), ev.value("fgm", 1, "quality_std")
     gt, gt_sd = ev.value("adaptive", None, "quality"), ev.value("adaptive", None, "quality_std")
     floor, floor_sd = ev.value("adaptive", None), ev.value("adaptive", None, "gt_distance_std")
@@ -300,8 +304,7 @@ def near_ground_truth(ev: Evidence) -> Finding:
                    [None if at_floor == "not measured" else at_floor != "worse"], unconverged(ev.df, [("fgm", 1)]))
 
 
-@check("fgm", "teacher-init-faster")
-def teacher_init_faster(ev: Evidence) -> Finding:
+def teacher_init_faster(ev: FGMEvidence) -> Finding:
     head, rand = ev.headline_run, ev.random_run
     ours_steps, random_steps = steps_to_plateau(head.curve), steps_to_plateau(rand.curve)
     return Finding(
@@ -320,3 +323,11 @@ def headline(df: pd.DataFrame, run: FGMRun) -> dict[str, Any]:
             "reflow_d1": lookup(df, "distill-1-reflow", 1, "gt_distance"), "t_star": run.t_star,
             "l1_weight": run.l1_weight, "steps": run.steps, "train_s": lookup(df, "fgm", 1, "train_seconds")}
 
+
+# The paper's claims table: each claim, and the check that computes its verdict from FGMEvidence.
+CLAIMS = PaperClaims("fgm", FGMEvidence, SPECS, {
+    "beats-teacher-few-step": beats_teacher_few_step,
+    "beats-reflow": beats_reflow,
+    "near-ground-truth": near_ground_truth,
+    "teacher-init-faster": teacher_init_faster,
+})

@@ -5,6 +5,7 @@ Algorithms live in flowlib.models.refiner, flowlib.distill.flowturbo and flowlib
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import write_json
-from ..claims import ClaimSpec, Evidence, Finding, check, compare, paper_claims, ratio
+from ..claims import ClaimSpec, Evidence, Finding, PaperClaims, compare, ratio
 from ..config import Params
 from ..distill.flowturbo import load_refiner, save_refiner, train_refiner
 from ..evaluate import headline_metrics, sampler_latency
@@ -265,9 +266,18 @@ def ablation_table(rows: pd.DataFrame, baselines: pd.DataFrame, latency: pd.Data
 
 # ------------------------------------------------------------------------------------------- verdicts
 # ------------------------------------------------------------------------------------------- claims
-# Evidence: the baseline and FlowTurbo rows, `fit` (the refiner's training and size), `costs` (per-call costs),
-# `accel` (acceleration ratios), `ablations` (ablation_rows) and `timing` (latency, compiled agreement, compile times).
-CLAIMS = paper_claims("flowturbo", [
+@dataclass(frozen=True, eq=False)
+class FlowTurboEvidence(Evidence):
+    """What the FlowTurbo checks read beside the baseline and FlowTurbo rows."""
+
+    fit: dict[str, Any]        # fit_refiner: the refiner, its training result and size
+    costs: pd.DataFrame        # call_costs: a teacher call against a refiner call, per batch size
+    accel: pd.DataFrame        # acceleration: each schedule's latency gain against Heun at the same distance
+    ablations: pd.DataFrame    # ablation_table: the paired comparisons of the ablations
+    timing: dict[str, Any]     # latency_table: latency per batch, compiled against eager samples, compile times
+
+
+SPECS = [
     ClaimSpec("flowturbo", "pseudo-corrector", "The pseudo corrector keeps Heun's quality at fewer teacher calls",
               "H1P(N−1) (N steps, N+1 teacher calls) against Heun at the same teacher NFE: a lower paired RMSE to the "
               "ground truth and a smaller distance to the teacher's distribution beyond the noise band ({sigmas:g} std of "
@@ -300,17 +310,15 @@ CLAIMS = paper_claims("flowturbo", [
     ClaimSpec("flowturbo", "text-to-image", "FlowTurbo also accelerates text-to-image rectified flow (InstaFlow)", "",
               "figures only", untestable="no text-to-image model in any profile (the official code has no text-to-image "
               "part either)"),
-])
+]
 
 
-@check("flowturbo", "pseudo-corrector")
-def pseudo_corrector(ev: Evidence) -> Finding:
+def pseudo_corrector(ev: FlowTurboEvidence) -> Finding:
     pc = ev.ablations[ev.ablations["ablation"] == "pseudo corrector, same teacher NFE"]
     return Finding("; ".join(_pair_text(r) for r in pc.itertuples()) or "-", pc["quality_ok"].tolist())
 
 
-@check("flowturbo", "refiner-cuts-latency")
-def refiner_cuts_latency(ev: Evidence) -> Finding:
+def refiner_cuts_latency(ev: FlowTurboEvidence) -> Finding:
     eager = ev.accel[~ev.accel["compiled"]].set_index("schedule")
     added = ev.ablations[ev.ablations["ablation"] == "refiner added, same teacher NFE"]
     cases, ours = [], []
@@ -328,8 +336,7 @@ def refiner_cuts_latency(ev: Evidence) -> Finding:
                    fields={"batch": ev.params.flowturbo.ratio_batch})
 
 
-@check("flowturbo", "compile-cuts-latency")
-def compile_cuts_latency(ev: Evidence) -> Finding:
+def compile_cuts_latency(ev: FlowTurboEvidence) -> Finding:
     timing = ev.timing
     lat = timing["latency"]
     cases, ours = [], []
@@ -348,15 +355,13 @@ def compile_cuts_latency(ev: Evidence) -> Finding:
     return Finding("; ".join(ours) or "not run (flowturbo.compile leaves this teacher out)", cases)
 
 
-@check("flowturbo", "order")
-def order(ev: Evidence) -> Finding:
+def order(ev: FlowTurboEvidence) -> Finding:
     rows = ev.ablations[ev.ablations["ablation"] == "H→P→R order vs interleaved"]
     return Finding("; ".join(_pair_text(r) for r in rows.itertuples()) or "-", rows["quality_ok"].tolist(),
                    refiner_unconverged(ev.fit))
 
 
-@check("flowturbo", "small-refiner")
-def small_refiner(ev: Evidence) -> Finding:
+def small_refiner(ev: FlowTurboEvidence) -> Finding:
     fit, at = ev.fit, ev.costs.set_index("batch")
     big = at.index.max()
     return Finding(
@@ -401,3 +406,13 @@ def pareto_points(rows: pd.DataFrame, heun_rows: pd.DataFrame, latency: pd.DataF
     family = family.where(family != "", out["refiner_calls"].gt(0).map({True: "FlowTurbo with R", False: "FlowTurbo, P only"}))
     label = out["sampler"].where(~out["sampler"].str.startswith("heun@"), "H" + (out["nfe"] // 2).astype(str))
     return out.assign(family=family, label=label).dropna(subset=["gt_distance"])
+
+
+# The paper's claims table: each claim, and the check that computes its verdict from FlowTurboEvidence.
+CLAIMS = PaperClaims("flowturbo", FlowTurboEvidence, SPECS, {
+    "pseudo-corrector": pseudo_corrector,
+    "refiner-cuts-latency": refiner_cuts_latency,
+    "compile-cuts-latency": compile_cuts_latency,
+    "order": order,
+    "small-refiner": small_refiner,
+})
