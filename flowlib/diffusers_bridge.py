@@ -17,11 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ArgumentError, FlowlibError
+from .names import DIFFUSERS_SCHEDULERS
 from .solvers.grids import full_time_grid
 from .solvers.nfe import Velocity
 from .solvers.samplers import CountingSampler
 
-SCHEDULERS = ("flowmatch-euler", "dpmsolver++2m", "dpmsolver++3m", "unipc")
+SCHEDULERS = DIFFUSERS_SCHEDULERS  # the names make_scheduler builds (listed in flowlib.names, which the config reads)
 
 
 class DiffusersBridgeError(FlowlibError, ValueError):

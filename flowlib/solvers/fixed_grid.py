@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ArgumentError
+from ..names import SOLVERS
 from .grids import as_time_grid
 from .nfe import Velocity
 
@@ -37,7 +38,8 @@ TABLEAUS: dict[str, ButcherTableau] = {
         c=(0.0, 0.5, 0.5, 1.0), a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), b=(1 / 6, 1 / 3, 1 / 3, 1 / 6)
     ),
 }
-METHODS = tuple(TABLEAUS)
+METHODS = SOLVERS  # one tableau per name the configuration accepts (flowlib.names)
+assert tuple(TABLEAUS) == METHODS, "flowlib.names.SOLVERS and TABLEAUS must list the same solvers"
 
 
 def get_tableau(method: str) -> ButcherTableau:
