@@ -29,10 +29,10 @@ COMMAND_WORDS = ("make", "python -m", ".venv/bin/", "dvc ", "pytest", "git ", "s
 
 # Long commands: the reason each is not run by `make test` (the two README commands and CI run the pipeline).
 LONG = {
-    "make repro": "the default pipeline itself (about 20 minutes; README: The two commands)",
+    "make repro": "the default pipeline itself (its measured time is in the README: The two commands)",
     "make test": "this test suite",
-    "make test-browser": "CI runs it after make test (JupyterLab in Chromium, about 3 minutes)",
-    "make test-profiles": "CI runs it after make test (the fashion and cifar10 smokes, about 3 minutes)",
+    "make test-browser": "CI runs it after make test (JupyterLab in Chromium, minutes)",
+    "make test-profiles": "CI runs it after make test (the fashion and cifar10 smokes and make your-flow, minutes)",
     "pytest -m profile_smoke tests": "what make test-profiles runs (CI)",
     "make repro PROFILE=fashion": "the fashion pipeline (needs Fashion-MNIST; its smoke runs in make test-profiles)",
     "make repro PROFILE=cifar10": "the cifar10 pipeline (needs CIFAR-10 and Inception; its smoke runs in make test-profiles)",
