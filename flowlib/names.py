@@ -11,7 +11,6 @@ from .errors import FlowlibError
 
 SOLVERS = ("euler", "midpoint", "heun", "rk4")  # flowlib.solvers.fixed_grid.TABLEAUS holds one tableau per name
 DIFFUSERS_SCHEDULERS = ("flowmatch-euler", "dpmsolver++2m", "dpmsolver++3m", "unipc")  # flowlib.diffusers_bridge
-STEP_KINDS = "HPR"  # FlowTurbo's Heun, pseudo-corrector and refiner steps (flowlib.solvers.flowturbo)
 
 
 class ScheduleError(FlowlibError, ValueError):

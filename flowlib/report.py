@@ -304,11 +304,8 @@ def paper_claims_markdown(card: pd.DataFrame, paper: str) -> str:
     claims file that holds the criterion and our numbers) and overall."""
     from .scorecard import PAPERS, scorecard_markdown
 
-    rows = card[card["paper"] == PAPERS[paper]]
-    table = scorecard_markdown(rows, link="reports/claims/{paper}-{teacher}.md")
-    lines = table.splitlines()
-    cut = [line.split("|") for line in lines]  # drop the paper column: the section names the paper
-    return "\n".join("|".join(cells[:1] + cells[2:]) for cells in cut) + "\n"
+    return scorecard_markdown(card[card["paper"] == PAPERS[paper]], link="reports/claims/{paper}-{teacher}.md",
+                              paper_column=False)
 
 
 def update_paper_claims(readme: str | Path, claims_dir: str | Path, teachers: Iterable[str]) -> list[str]:

@@ -93,8 +93,10 @@ def summary(card: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=list(VERDICTS), fill_value=0)  # every verdict, inconclusive too, even at 0
 
 
-def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{teacher}.md") -> str:
-    """The scorecard as markdown; each per-teacher verdict links to that claims file when `link` is given."""
+def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{teacher}.md", paper_column: bool = True
+                       ) -> str:
+    """The scorecard as markdown; each per-teacher verdict links to that claims file when `link` is given. Without
+    `paper_column` (one paper's rows, under a heading that names it) the paper is left out."""
     keys = {v: k for k, v in PAPERS.items()}
     teachers = teacher_columns(card)
     shown = card.copy()
@@ -104,7 +106,8 @@ def scorecard_markdown(card: pd.DataFrame, link: str | None = "claims/{paper}-{t
                         for p, v in zip(card["paper"], card[t])]
     shown["verdict"] = [f"**{v}**" + (f" ({r})" if r and (v == "not run" or r.startswith("inconclusive on")) else "")
                         for v, r in zip(card["verdict"], card["reason"])]
-    return shown[["paper", "claim", "paper's number", *teachers, "verdict"]].to_markdown(index=False) + "\n"
+    columns = ["paper"] * paper_column + ["claim", "paper's number", *teachers, "verdict"]
+    return shown[columns].to_markdown(index=False) + "\n"
 
 
 def claim_teachers(claims_dir: str | Path) -> list[str]:

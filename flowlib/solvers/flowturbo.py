@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError, describe
-from ..names import STEP_KINDS, Schedule, ScheduleError  # noqa: F401 - the grammar is data the config reads too
+from ..names import Schedule, ScheduleError  # noqa: F401 - the grammar is data the config reads too
 from .compiled import CallTally, CompiledFunction, CompileFallbackWarning  # noqa: F401 - re-exported
 from .nfe import Velocity
 from .samplers import CountingSampler
