@@ -10,37 +10,55 @@ flowlib refuses raises a subclass of `flowlib.FlowlibError`, with a message that
 >>> z = torch.randn(128, 2, generator=torch.Generator().manual_seed(0))
 >>> flowlib.ODESampler(v, 4, "heun")(z).shape
 torch.Size([128, 2])
+
+Each name is imported from its module on first use (`PUBLIC` says which), so `import flowlib.config` reads the
+configuration without loading the samplers and trainers.
 """
-from .artifacts import CheckpointError, CheckpointKindError
-from .distill.bespoke import fit_bespoke, train_bespoke
-from .distill.boss import straighten
-from .distill.fgm import GeneratorSampler, OneStepGenerator, train_fgm
-from .distill.flowturbo import train_refiner
-from .errors import ArgumentError, FlowlibError
-from .evaluate import compare_samplers
-from .flow import NoWeightsError, TrainConfig, TrainData, TrainResult, load_velocity_model, save_velocity_model, train_teacher
-from .models import GaussianMixtureVelocity, MLPVelocity, UNetVelocity, VelocityRefiner, build_model, ring_mixture
-from .solvers import AdaptiveSampler, ODESampler, Sampler, as_time_grid, solve, solve_adaptive, uniform_grid
-from .solvers.bellman import bellman_sampler
-from .solvers.bespoke import BespokeSampler, BespokeSolver
-from .solvers.flowturbo import FlowTurboSampler, Schedule
-from .solvers.grids import GridError
-from .solvers.nfe import CountingVelocity, NonFiniteError, VelocityCallError, VelocityShapeError
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+# public name -> the module that defines it (relative to flowlib)
+PUBLIC: dict[str, str] = {
     # velocity fields and samplers
-    "GaussianMixtureVelocity", "ring_mixture", "MLPVelocity", "UNetVelocity", "build_model",
-    "Sampler", "ODESampler", "AdaptiveSampler", "solve", "solve_adaptive", "uniform_grid", "as_time_grid",
-    "CountingVelocity", "compare_samplers",
+    "GaussianMixtureVelocity": "models", "ring_mixture": "models", "MLPVelocity": "models",
+    "UNetVelocity": "models", "build_model": "models",
+    "Sampler": "solvers", "ODESampler": "solvers", "AdaptiveSampler": "solvers", "solve": "solvers",
+    "solve_adaptive": "solvers", "uniform_grid": "solvers", "as_time_grid": "solvers",
+    "CountingVelocity": "solvers.nfe", "compare_samplers": "evaluate",
     # the four methods
-    "bellman_sampler", "straighten", "BespokeSolver", "BespokeSampler", "fit_bespoke", "train_bespoke",
-    "VelocityRefiner", "train_refiner", "FlowTurboSampler", "Schedule",
-    "OneStepGenerator", "GeneratorSampler", "train_fgm",
+    "bellman_sampler": "solvers.bellman", "straighten": "distill.boss",
+    "BespokeSolver": "solvers.bespoke", "BespokeSampler": "solvers.bespoke",
+    "fit_bespoke": "distill.bespoke", "train_bespoke": "distill.bespoke",
+    "VelocityRefiner": "models", "train_refiner": "distill.flowturbo",
+    "FlowTurboSampler": "solvers.flowturbo", "Schedule": "solvers.flowturbo",
+    "OneStepGenerator": "distill.fgm", "GeneratorSampler": "distill.fgm", "train_fgm": "distill.fgm",
     # training and checkpoints
-    "TrainConfig", "TrainData", "TrainResult", "train_teacher", "save_velocity_model", "load_velocity_model",
+    "TrainConfig": "flow", "TrainResult": "flow", "train_teacher": "flow",
+    "TrainData": "train_data", "DataSampler": "train_data", "Coupling": "train_data", "NoiseShape": "train_data",
+    "StraighteningPairs": "distill.boss", "DenseTrajectories": "distill.bespoke",
+    "save_velocity_model": "flow", "load_velocity_model": "flow",
     # errors: every one is a FlowlibError
-    "FlowlibError", "ArgumentError", "GridError", "VelocityShapeError", "VelocityCallError", "NonFiniteError",
-    "CheckpointError", "CheckpointKindError", "NoWeightsError",
-]
+    "FlowlibError": "errors", "ArgumentError": "errors", "GridError": "solvers.grids",
+    "VelocityShapeError": "solvers.nfe", "VelocityCallError": "solvers.nfe", "NonFiniteError": "solvers.nfe",
+    "CheckpointError": "artifacts", "CheckpointKindError": "artifacts", "NoWeightsError": "flow",
+}
+
+__all__ = list(PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562) and keep the name here."""
+    if name not in PUBLIC:
+        raise AttributeError(f"module 'flowlib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(PUBLIC))
+

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .artifacts import atomic_path, write_text
-from .errors import FlowlibError
+from .errors import FlowlibError, describe
 from .evaluate import lookup, with_band
 from .layout import Layout
 
@@ -242,6 +242,9 @@ class PaperClaims:
 
 def check_claims(claims: PaperClaims, ev: Evidence) -> list[Claim]:
     """Every claim of `claims` on `ev.teacher` with our numbers and a computed verdict, from the paper's evidence."""
+    if not isinstance(claims, PaperClaims):
+        raise ClaimError(f"check_claims takes a paper's claims table and its evidence, check_claims(CLAIMS, evidence) "
+                         f"(e.g. flowlib.experiments.boss.CLAIMS), got {describe(claims)} as the table.")
     if not isinstance(ev, claims.evidence):
         raise ClaimError(f"The {claims.paper} claims read {claims.evidence.__name__}, not {type(ev).__name__}; build "
                          f"{claims.evidence.__name__}(df, params, teacher, ...) with the paper's evidence.")

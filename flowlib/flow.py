@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from .artifacts import CheckpointError, config_hash, load_checkpoint, save_checkpoint, writable_dir
 from .device import autocast, check_precision, device_of, shard, sharding
-from .errors import ArgumentError, FlowlibError, describe, exception_line, require_int
+from .errors import ArgumentError, FlowlibError, describe, exception_line
+from .train_data import DataSampler, TrainData, require_data
 
 
 def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,7 +89,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(100, ge=0, strict=True, description="linear warmup steps (at most steps; by default 100, or "
                         "steps when fewer)")
-    grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
+    grad_clip: float | None = Field(1.0, gt=0, description="global gradient-norm clip; None: no clipping")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay in [0, 1); 0 keeps the raw weights")
     seed: int = Field(0, ge=0, strict=True)
     ckpt_every: int = Field(500, ge=1, strict=True, description="steps between resumable checkpoints")
@@ -151,41 +152,6 @@ class TrainConfigError(ArgumentError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'TrainConfig'}: {e['msg']} (got {e.get('input')!r})"
                              for e in errors)
         super().__init__(f"TrainConfig: {problems}. See help(flowlib.TrainConfig) for every field.")
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """What a public trainer learns from, one object for every method: `source` to draw minibatches from,
-    `batch_size` per optimiser step, and optional `heldout` data for the validation score.
-
-    `source` per method: `train_teacher` and `train_refiner` a sampler `sample(n, generator) -> [n, ...]` of data
-    points (heldout: held-out data points); `straighten` the `StraighteningPairs` of the teacher's rollout; `reflow`
-    the coupling `(z, x1)`; `train_bespoke` the `DenseTrajectories` of the teacher (heldout: `(val_noise, val_target)`);
-    `train_fgm` the data shape (FGM is data-free: it draws only noise).
-
-    Args:
-        source: what the method draws minibatches from (above); batch_size: samples per optimiser step (an int ≥ 1);
-        heldout: the validation data, where the method has one.
-
-    >>> TrainData(lambda n, g: torch.randn(n, 2, generator=g), 64).batch_size
-    64
-    """
-
-    source: Any
-    batch_size: int
-    heldout: Any = None
-
-    def __post_init__(self) -> None:
-        require_int("batch_size", self.batch_size)
-
-
-def require_data(data: Any, trainer: str, expected: str, ok: Callable[[Any], bool]) -> None:
-    """Refuse anything but a `TrainData` whose source `ok` accepts (`expected` says what it should be)."""
-    if not isinstance(data, TrainData):
-        raise ArgumentError(f"{trainer}: data must be a flowlib.TrainData(source, batch_size, heldout=None) with "
-                            f"{expected} as its source, got {describe(data)}.")
-    if not ok(data.source):
-        raise ArgumentError(f"{trainer}: data.source must be {expected}, got {describe(data.source)}.")
 
 
 @dataclass
@@ -520,9 +486,10 @@ class LossMonitor:
         step, value, config = int(bad_step), float(self._reduce(self.bad_value, "SUM")), self.config
         what = ("NaN" if math.isnan(value) else "infinite" if math.isinf(value)
                 else f"{value:.3g}, beyond max_loss={config.max_loss:g} (exploding)")
+        clip = f"tighten grad_clip (={config.grad_clip})" if config.grad_clip is not None else "set grad_clip"
         raise TrainingDivergedError(
-            f"{self.desc}: loss became {what} at step {step}. Lower the learning rate (lr={config.lr}), tighten grad_clip "
-            f"(={config.grad_clip}), or check the inputs for NaNs; the last checkpoint (if any) holds the last good state.")
+            f"{self.desc}: loss became {what} at step {step}. Lower the learning rate (lr={config.lr}), {clip}, or "
+            "check the inputs for NaNs; the last checkpoint (if any) holds the last good state.")
 
     def read(self) -> float:
         """The mean loss since the last read (after `check`), and a fresh start."""
@@ -530,6 +497,64 @@ class LossMonitor:
         mean = float(self._reduce(self.total, "SUM") / (self.count * self.world))
         self.total, self.count = None, 0
         return mean
+
+
+class PartnerLog:
+    """A partner model's loss history and step count, kept in the checkpoints (so a resumed run continues both). Its
+    losses stay on the device (`LossMonitor`): read, and checked for NaN, inf or an explosion beyond `max_loss`, every
+    `log_every` steps, so the partner's step never waits for the host either."""
+
+    def __init__(self, config: TrainConfig, desc: str, world: int = 1):
+        self.log_every, self.step, self.history = config.log_every, 0, []
+        self.monitor = LossMonitor(config, desc, world)
+
+    def add(self, loss: Tensor) -> None:
+        self.monitor.add(loss, self.step)
+        self.step += 1
+        if self.monitor.count == self.log_every:
+            self.history.append((self.step, self.monitor.read()))
+
+    def state_dict(self) -> dict[str, Any]:
+        total = self.monitor.total  # (no collective here: only rank 0 saves; a diverged partner shows first in the
+        # model's loss, which the trainer checks before every checkpoint)
+        return {"step": self.step, "history": list(self.history), "window_count": self.monitor.count,
+                "window_total": float(total) if total is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.history = state["step"], [tuple(h) for h in state["history"]]
+        total = state["window_total"]
+        self.monitor.count = state["window_count"]
+        self.monitor.total = None if total is None else torch.tensor(total, dtype=torch.float64)
+
+
+@dataclass
+class Partner:
+    """A second network the loop trains beside the model, one step of its own before each step of the model's (FGM's
+    online model). The loop evaluates `loss_fn(model_net, partner_net, generator)`, applies it with `optimizer`
+    (clipped at `config.grad_clip`), records it in `log`, and checkpoints all three under `name`; `net` is the
+    partner as its loss calls it (DistributedDataParallel under torchrun; by default `model`)."""
+
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[nn.Module, nn.Module, torch.Generator], Tensor]
+    log: PartnerLog
+    net: nn.Module | None = None
+
+    def parts(self) -> dict[str, Any]:
+        """What a checkpoint saves and a resume restores of the partner."""
+        return {self.name: self.model, f"{self.name}_optimizer": self.optimizer, f"{self.name}_log": self.log}
+
+    def step(self, model_net: nn.Module, generator: torch.Generator, grad_clip: float | None) -> None:
+        """One optimiser step of the partner on its loss against the model as it is now."""
+        self.model.train()
+        loss = self.loss_fn(model_net, self.net or self.model, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+        self.optimizer.step()
+        self.log.add(loss.detach())
 
 
 @dataclass
@@ -571,6 +596,7 @@ def train(
     validate: Callable[[nn.Module], float] | None = None,
     stop_at_plateau: bool = True,
     wrap: bool = True,
+    partner: Partner | None = None,
 ) -> TrainResult:
     """Minimise `loss_fn(model, generator)` with AdamW for at most `config.steps` steps, on the device of `model`.
 
@@ -594,13 +620,14 @@ def train(
     rank draws the same global batch from the same seed and `loss_fn` keeps its share through `flowlib.device.shard`,
     so N processes follow the single-process run on the same global batch; only rank 0 writes.
 
-    `companions`: objects that `loss_fn` updates itself (e.g. FGM's online model and its optimiser), saved and
-    restored with the checkpoint through their `state_dict` / `load_state_dict`. A NaN, infinite or (with
+    `partner`: a second network the loop steps before each step of the model (FGM's online model, `Partner`), saved
+    and restored with the checkpoint. `companions`: other objects with a `state_dict` / `load_state_dict` that the
+    checkpoint must carry. A NaN, infinite or (with
     `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything more is written, so the last
     checkpoint stays the last good state. `callback(step, ema_model)` runs at every logged step (monitoring).
     The cost in FLOPs is counted on the first step and the first validation of the call and scaled by their counts.
     """
-    companions = companions or {}
+    companions = {**(companions or {}), **(partner.parts() if partner is not None else {})}
     device = device_of(model)
     check_precision(config.precision, device)
     rank, world = distributed(device)
@@ -645,7 +672,7 @@ def train(
     if rule is not None and not rule.history:
         score()
     model.train()
-    step_fn = partial(_step, net, model, loss_fn, generator, optimizer, config, device, rank, world, wrap)
+    step_fn = partial(_step, net, model, loss_fn, generator, optimizer, config, device, rank, world, wrap, partner)
     monitor = LossMonitor(config, desc, world)
     bar = tqdm(total=config.steps, initial=run.step, desc=desc, disable=not progress or rank != 0, mininterval=1.0)
     while run.step < config.steps and not run.done:
@@ -716,23 +743,27 @@ def _resume(ckpt_path: Path | None, fingerprint: str, part_hashes: dict[str, str
 
 def _step(net: nn.Module, model: nn.Module, loss_fn: Callable[[nn.Module, torch.Generator], Tensor],
           generator: torch.Generator, optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device,
-          rank: int, world: int, wrapped: bool) -> Tensor:
-    """One optimiser step on this rank's share of the global batch: loss (autocast), backward, gradient averaging
-    where DDP does not do it, clipping, update. Returns the loss, still on the device."""
+          rank: int, world: int, wrapped: bool, partner: Partner | None = None) -> Tensor:
+    """One optimiser step on this rank's share of the global batch: the partner's step first (if any), then the
+    model's loss (autocast), backward, gradient averaging where DDP does not do it, clipping, update. Returns the
+    model's loss, still on the device."""
     with sharding(rank, world), autocast(device, config.precision):
+        if partner is not None:
+            partner.step(net, generator, config.grad_clip)
         loss = loss_fn(net, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if not wrapped:
         average_gradients(model, world)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     return loss
 
 
 def train_teacher(
     model: nn.Module,
-    data: TrainData,
+    data: TrainData[DataSampler],
     config: TrainConfig,
     *,
     ckpt_dir: str | Path | None = None,
@@ -765,8 +796,8 @@ def train_teacher(
     3
     """
     check_training_args(model, config)
-    require_data(data, "train_teacher", "a data sampler sample(n, generator)", callable)
-    sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
+    require_data(data, "train_teacher", DataSampler)
+    sample_batch, batch_size, heldout = data.source.sample, data.batch_size, data.heldout
     run = {"data": data_identity(sample_batch, model=model, trainer="train_teacher"), "batch_size": batch_size,
            **(run_config or {})}
     if heldout is not None:

@@ -34,6 +34,7 @@ from .flow import (
 )
 from .metrics import FeatureExtractor
 from .models.autoencoder import ConvAutoencoder
+from .train_data import DataSampler
 
 
 class LatentError(FlowlibError, ValueError):
@@ -110,7 +111,7 @@ def heldout_reconstruction_loss(model: nn.Module, images: Tensor, chunk: int = 2
 
 def train_autoencoder(
     model: ConvAutoencoder,
-    data: TrainData,
+    data: TrainData[DataSampler],
     config: TrainConfig,
     *,
     ckpt_dir: str | Path | None = None,
@@ -137,7 +138,7 @@ def train_autoencoder(
     check_training_args(model, config)
     if not isinstance(model, ConvAutoencoder):
         raise ArgumentError(f"train_autoencoder trains a flowlib ConvAutoencoder, got {type(model).__name__}.")
-    require_data(data, "train_autoencoder", "an image sampler sample(n, generator)", callable)
+    require_data(data, "train_autoencoder", DataSampler)
     if data.heldout is None or not isinstance(data.heldout, Tensor):
         raise ArgumentError("train_autoencoder: data.heldout must be held-out images (a tensor): the autoencoder trains "
                             "to the plateau of their reconstruction error.")
@@ -145,7 +146,7 @@ def train_autoencoder(
     if tuple(data.heldout.shape[1:]) != shape:
         raise ArgumentError(f"train_autoencoder: data.heldout has images of shape {tuple(data.heldout.shape[1:])}, the "
                             f"autoencoder takes {shape}.")
-    sample_batch, batch_size = data.source, data.batch_size
+    sample_batch, batch_size = data.source.sample, data.batch_size
     probe = sample_batch(2, torch.Generator().manual_seed(0))
     if not isinstance(probe, Tensor) or tuple(probe.shape[1:]) != shape or not probe.is_floating_point():
         raise ArgumentError(f"train_autoencoder: data.source must return float images of shape "

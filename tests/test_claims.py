@@ -197,6 +197,8 @@ def test_a_claim_is_one_entry_and_one_function():
     })
     with pytest.raises(ClaimError, match="The toy claims read ToyEvidence, not Evidence"):
         check_claims(table, Evidence(df, params, "moons"))
+    with pytest.raises(ClaimError, match=r"check_claims\(CLAIMS, evidence\)"):
+        check_claims("toy", ToyEvidence(df, params, "moons", note="here"))   # the old call, a paper's name first
     with pytest.raises(TypeError, match="note"):
         ToyEvidence(df, params, "moons")          # a missing piece of evidence fails where the evidence is built
     claims = check_claims(table, ToyEvidence(df, params, "moons", note="here"))

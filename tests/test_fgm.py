@@ -6,12 +6,12 @@ import torch
 
 from flowlib.artifacts import load_checkpoint
 from flowlib.distill.fgm import (
-    FGMState,
     GeneratorSampler,
     OneStepGenerator,
-    fgm_step_losses,
     generator_loss,
+    generator_step_loss,
     load_generator,
+    online_loss,
     save_generator,
     train_fgm,
 )
@@ -80,11 +80,13 @@ def _step_gradients(detach_inputs: bool = False):
     teacher = _tiny(0)
     generator = OneStepGenerator.from_teacher(teacher, 0.0)
     online = copy.deepcopy(teacher).requires_grad_(True)
-    state = FGMState(online, torch.optim.Adam(online.parameters(), lr=1e-3))
+    optimizer, rng = torch.optim.Adam(online.parameters(), lr=1e-3), torch.Generator().manual_seed(0)
+    online_loss(generator, online, rng, 64, (2,)).backward()  # the online step the loop takes first: online != teacher
+    optimizer.step()
+    online.zero_grad(set_to_none=True)  # its own gradients are gone before the generator's backward
     net = (lambda x, t: teacher(x.detach(), t)) if detach_inputs else teacher
-    config = TrainConfig(steps=1, warmup=1)
-    loss, _ = fgm_step_losses(generator, net, state, 64, (2,), torch.Generator().manual_seed(0), config)
-    online.zero_grad(set_to_none=True)  # the online step's own gradients are gone before the generator's backward
+    loss = generator_step_loss(generator, rng, teacher=net, online=online, batch_size=64,
+                               shape=(2,))
     loss.backward()
     return teacher, online, generator
 

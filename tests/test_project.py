@@ -34,6 +34,8 @@ def test_dvc_stages_point_at_existing_notebooks():
     assert set(stages) >= {"data", "teacher", "baselines", "report"}
     for name, stage in stages.items():
         body = stage.get("do", stage)
+        if name == "code":   # writes the notebooks' code manifests (tests/test_stage_deps.py)
+            continue
         notebook = next(w for w in body["cmd"].split() if w.endswith(".ipynb"))
         assert (ROOT / notebook).is_file() and notebook in body["deps"], name
 

@@ -182,6 +182,14 @@ def _make_diffusers(clone):
     nothing_untracked(clone)
 
 
+def _stage_deps(clone):
+    """One notebook's code manifest: a sha256 per flowlib file it runs, the launcher's included; writes nothing."""
+    out = sh(clone, "python -m flowlib.stage_deps notebooks/02_boss.ipynb")
+    files = [line.split()[-1] for line in out.splitlines() if not line.startswith("#")]
+    assert {"flowlib/solvers/bellman.py", "flowlib/launch.py"} <= set(files) and "flowlib/explore.py" not in files
+    clean_tree(clone)
+
+
 QUICK = {
     "python -m flowlib.config check [FILE]": _config_check,
     "python -m flowlib.config use NAME": _config_use,
@@ -196,6 +204,7 @@ QUICK = {
     "dvc plots diff <rev>": _dvc_plots,
     "make lab": _make_lab,
     "make diffusers": _make_diffusers,
+    "python -m flowlib.stage_deps notebooks/02_boss.ipynb": _stage_deps,
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,7 @@ from ..metrics import rmse
 from ..solvers.adaptive import solve_adaptive
 from ..solvers.bespoke import BASES, BespokeSolver
 from ..solvers.nfe import CountingVelocity, Velocity, check_noise
+from ..train_data import Source
 
 
 class BespokeTrainingError(FlowlibError, RuntimeError):
@@ -45,8 +46,20 @@ class BespokeTrainingError(FlowlibError, RuntimeError):
 
 
 @dataclass
-class DenseTrajectories:
-    """Ground-truth trajectories of a pool of noises on a fine time grid: `states` and `velocities` [G, P, ...]."""
+class DenseTrajectories(Source):
+    """Ground-truth trajectories of a pool of noises on a fine time grid: `states` and `velocities` [G, P, ...]; what
+    `train_bespoke` trains on (`dense_ground_truth` solves them).
+
+    Args:
+        times: the grid [G] from 0 to 1; states, velocities: x and v(x, t) at every grid time [G, P, ...].
+
+    >>> from flowlib.models import ring_mixture
+    >>> gt = dense_ground_truth(ring_mixture(), torch.randn(6, 2), grid=11)
+    >>> len(gt), gt.endpoints.shape
+    (6, torch.Size([6, 2]))
+    """
+
+    what: ClassVar[str] = "the teacher's DenseTrajectories (flowlib.distill.bespoke.dense_ground_truth)"
 
     times: Tensor        # [G], float64, from 0 to 1
     states: Tensor
@@ -130,11 +143,12 @@ def bespoke_config(iterations: int, lr: float, *, val_every: int = 25, patience:
     >>> bespoke_config(200, 1e-2).ema_decay
     0.0
     """
-    return TrainConfig(steps=iterations, lr=lr, warmup=0, grad_clip=1e9, ema_decay=0.0, seed=seed, log_every=1,
+    return TrainConfig(steps=iterations, lr=lr, warmup=0, grad_clip=None, ema_decay=0.0, seed=seed, log_every=1,
                        ckpt_every=iterations, val_every=val_every, patience=patience, rel_tol=rel_tol)
 
 
-def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, config: TrainConfig, *, l_tau: float = 1.0,
+def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData[DenseTrajectories], config: TrainConfig, *,
+                  l_tau: float = 1.0,
                   progress: bool = True) -> TrainResult:
     """Train `solver` (in place) on the parallel bound with minibatches of the teacher's dense ground truth
     `data.source`, on flowlib's shared trainer and its stopping rule: every `config.val_every` iterations the RMSE on
@@ -165,8 +179,7 @@ def train_bespoke(teacher: Velocity, solver: BespokeSolver, data: TrainData, con
     if not isinstance(solver, BespokeSolver):
         raise ArgumentError(f"solver must be a BespokeSolver, e.g. BespokeSolver('rk2', 4), got {describe(solver)}.")
     require_velocity("teacher", teacher)
-    require_data(data, "train_bespoke", "the teacher's DenseTrajectories (flowlib.distill.bespoke.dense_ground_truth)",
-                 lambda s: isinstance(s, DenseTrajectories))
+    require_data(data, "train_bespoke", DenseTrajectories)
     if not (isinstance(data.heldout, tuple) and len(data.heldout) == 2):
         raise ArgumentError(f"train_bespoke: data.heldout must be (val_noise, val_target), the held-out noise and its "
                             f"exact samples, got {describe(data.heldout)}.")

@@ -9,7 +9,7 @@ gets its own finetune.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +20,25 @@ from ..flow import TrainConfig, TrainData, TrainResult, check_samples, require_d
 from ..models import count_parameters
 from ..models.lora import apply_lora, merge_lora
 from ..solvers.bellman import EulerRollout
+from ..train_data import Source
 
 
 @dataclass
-class StraighteningPairs:
-    """Start and end states of every Bellman interval of every trajectory, with fine-grid indices."""
+class StraighteningPairs(Source):
+    """Start and end states of every Bellman interval of every trajectory, with fine-grid indices: what `straighten`
+    trains on (`straightening_pairs` builds them from the teacher's rollout).
+
+    Args:
+        x_a, x_b: the states at each interval's start and end; idx_a, idx_b: their indices into `times`; times: the
+        rollout's fine grid.
+
+    >>> from flowlib.solvers import euler_rollout
+    >>> rollout = euler_rollout(lambda x, t: -x, torch.randn(8, 2), 10)
+    >>> len(straightening_pairs(rollout, torch.tensor([0, 4, 10])))  # 8 trajectories x 2 intervals
+    16
+    """
+
+    what: ClassVar[str] = "the StraighteningPairs of flowlib.distill.boss.straightening_pairs"
 
     x_a: Tensor
     x_b: Tensor
@@ -65,7 +79,7 @@ def straightening_loss(net: nn.Module, pairs: StraighteningPairs, batch_size: in
 def straighten(
     teacher: nn.Module,
     student: nn.Module | None,
-    data: TrainData,
+    data: TrainData[StraighteningPairs],
     config: TrainConfig,
     *,
     lora_rank: int | None = None,
@@ -99,8 +113,7 @@ def straighten(
     >>> result.steps, result.extras["trained_params"] == sum(p.numel() for p in teacher.parameters())
     (3, True)
     """
-    require_data(data, "straighten", "the StraighteningPairs of flowlib.distill.boss.straightening_pairs",
-                 lambda s: isinstance(s, StraighteningPairs))
+    require_data(data, "straighten", StraighteningPairs)
     pairs, batch_size = data.source, data.batch_size
     student = trainable_copy(teacher, student)
     for name in ("x_a", "x_b"):

@@ -12,12 +12,13 @@ differences of velocities, whose global sign flip cancels, so the losses keep th
       L₂ = E 2 <v_T(x_t, t) - v_ψ(x_t, t), v_ψ(x_t, t) - (x1 - ε)>,   L₁ = E ||v_T(x_t, t) - v_ψ(x_t, t)||²,
   with x1 = g(z) and x_t keeping their gradient: it flows through the *inputs* of the frozen teacher and online
   model into θ, never into their weights. With v_ψ the exact implicit field, ∇(L₁ + L₂) = ∇ E||v_θ - v_T||².
-- One iteration: an online step, then a generator step (separate optimisers, 1 : 1).
+- One iteration: an online step, then a generator step (separate optimisers, 1 : 1); the trainer's loop takes both,
+  the online model as its `Partner`.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import torch
@@ -27,7 +28,8 @@ from ..artifacts import load_checkpoint
 from ..device import device_of, shard
 from ..errors import ArgumentError, describe, require_number, require_velocity
 from ..flow import (
-    LossMonitor,
+    Partner,
+    PartnerLog,
     TrainConfig,
     TrainData,
     TrainResult,
@@ -46,6 +48,7 @@ from ..flow import (
 )
 from ..solvers.nfe import CountingVelocity, Velocity
 from ..solvers.samplers import CountingSampler
+from ..train_data import NoiseShape
 
 
 class OneStepGenerator(nn.Module):
@@ -164,69 +167,28 @@ def generator_loss(x1: Tensor, eps: Tensor, t: Tensor, teacher: Velocity, online
     return loss
 
 
-class OnlineLog:
-    """The online model's loss history and step count, kept in the generator's checkpoints (so a resumed run
-    continues both). Its losses stay on the device (`LossMonitor`): read, and checked for NaN, inf or an explosion
-    beyond `max_loss`, every `log_every` steps, so the online step never waits for the host either."""
-
-    def __init__(self, config: TrainConfig, world: int = 1):
-        self.log_every, self.step, self.history = config.log_every, 0, []
-        self.monitor = LossMonitor(config, "fgm online model", world)
-
-    def add(self, loss: Tensor) -> None:
-        self.monitor.add(loss, self.step)
-        self.step += 1
-        if self.monitor.count == self.log_every:
-            self.history.append((self.step, self.monitor.read()))
-
-    def state_dict(self) -> dict[str, Any]:
-        total = self.monitor.total  # (no collective here: only rank 0 saves; a diverged online model shows first in
-        # the generator's loss, which the trainer checks before every checkpoint)
-        return {"step": self.step, "history": list(self.history), "window_count": self.monitor.count,
-                "window_total": float(total) if total is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.history = state["step"], [tuple(h) for h in state["history"]]
-        total = state["window_total"]
-        self.monitor.count = state["window_count"]
-        self.monitor.total = None if total is None else torch.tensor(total, dtype=torch.float64)
+def online_loss(generator: nn.Module, online: nn.Module, rng: torch.Generator, batch_size: int,
+                shape: tuple[int, ...]) -> Tensor:
+    """The online model's flow-matching loss on detached generator samples (the whole global batch is drawn;
+    `flow_matching_loss` keeps this process's share of it): the trainer's loop applies it before each generator step."""
+    with torch.no_grad():
+        x1 = generator(torch.randn(batch_size, *shape, generator=rng).to(device_of(online)))
+    return flow_matching_loss(online, x1, rng)
 
 
-@dataclass
-class FGMState:
-    """The online model and its optimiser (saved in the generator's checkpoints, restored on resume); `net` is the
-    online model as its training step calls it (DistributedDataParallel under torchrun, else the model itself)."""
-
-    online: nn.Module
-    optimizer: torch.optim.Optimizer
-    net: nn.Module | None = None
-
-
-def fgm_step_losses(generator: nn.Module, teacher: Velocity, state: FGMState, batch_size: int, shape: tuple[int, ...],
-                    rng: torch.Generator, config: TrainConfig, l1_weight: float = 0.0,
-                    t_max: float = 1.0 - 1e-3) -> tuple[Tensor, Tensor]:
-    """One FGM iteration: an online flow-matching step on detached generator samples (applied here), then the
-    generator loss on fresh draws (returned for the trainer to apply). Returns (generator loss, online loss), both
-    on the device (the caller's `OnlineLog` reads and checks the online loss every `log_every` steps)."""
-    online, device = state.online, device_of(state.online)
-    with torch.no_grad():  # the whole global batch: flow_matching_loss keeps this process's share of it
-        x1 = generator(torch.randn(batch_size, *shape, generator=rng).to(device))
-    online.train()
-    online_loss = flow_matching_loss(state.net or online, x1, rng)
-    state.optimizer.zero_grad(set_to_none=True)
-    online_loss.backward()
-    torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
-    state.optimizer.step()
-
+def generator_step_loss(generator: nn.Module, rng: torch.Generator, *, teacher: Velocity, online: nn.Module,
+                        batch_size: int, shape: tuple[int, ...], l1_weight: float = 0.0,
+                        t_max: float = 1.0 - 1e-3) -> Tensor:
+    """The generator's loss on fresh noise, data-side noise and times, with the online model frozen (its weights get
+    no gradient; the gradient flows through its input into the generator)."""
     z, eps = torch.randn(batch_size, *shape, generator=rng), torch.randn(batch_size, *shape, generator=rng)
     t = t_max * torch.rand(batch_size, generator=rng)
-    z, eps, t = shard(z.to(device), eps.to(device), t.to(device))
+    z, eps, t = shard(z.to(device_of(online)), eps.to(device_of(online)), t.to(device_of(online)))
     with frozen(online):
-        loss = generator_loss(generator(z), eps, t, teacher, online, l1_weight)
-    return loss, online_loss.detach()
+        return generator_loss(generator(z), eps, t, teacher, online, l1_weight)
 
 
-def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, config: TrainConfig, *,
+def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData[NoiseShape], config: TrainConfig, *,
               online_lr: float | None = None, l1_weight: float = 0.0, online: nn.Module | None = None,
               ckpt_dir: Any = None, progress: bool = True, run_config: dict | None = None,
               callback: Callable[[int, nn.Module], None] | None = None,
@@ -256,9 +218,8 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, c
     (2, True)
     """
     check_training_args(generator, config, "generator")
-    require_data(data, "train_fgm", "the data shape, a tuple of positive ints such as (2,) or (1, 8, 8)",
-                 lambda s: isinstance(s, (tuple, list)) and bool(s) and all(isinstance(d, int) and d > 0 for d in s))
-    shape, batch_size = tuple(data.source), data.batch_size
+    require_data(data, "train_fgm", NoiseShape)
+    shape, batch_size = data.source.shape, data.batch_size
     if not isinstance(generator, OneStepGenerator):
         raise ArgumentError(f"generator must be a OneStepGenerator (e.g. OneStepGenerator.from_teacher(teacher, 0.1)), "
                             f"got {type(generator).__name__}.")
@@ -278,18 +239,13 @@ def train_fgm(teacher: Velocity, generator: OneStepGenerator, data: TrainData, c
     teacher = CountingVelocity(teacher, name="the teacher (FGM training)")
     optimizer = torch.optim.Adam(online.parameters(), lr=online_lr or config.lr, betas=(0.0, 0.999))
     _, world = distributed(device_of(online))
-    state, log = FGMState(online, optimizer, data_parallel(online, world)), OnlineLog(config, world)
-
-    def loss_fn(net: nn.Module, rng: torch.Generator) -> Tensor:
-        loss, online_loss = fgm_step_losses(net, teacher, state, batch_size, shape, rng, config, l1_weight)
-        log.add(online_loss)
-        return loss
-
-    result = train(generator, loss_fn, config, ckpt_dir,
-                   run_config=run,
-                   progress=progress, desc="fgm", optimizer_betas=(0.0, 0.999), callback=callback, validate=validate,
-                   companions={"online": online, "online_optimizer": optimizer, "online_log": log})
-    result.extras["online_history"] = log.history
+    partner = Partner("online", online, optimizer, partial(online_loss, batch_size=batch_size, shape=shape),
+                      PartnerLog(config, "fgm online model", world), data_parallel(online, world))
+    loss_fn = partial(generator_step_loss, teacher=teacher, online=online, batch_size=batch_size, shape=shape,
+                      l1_weight=l1_weight)
+    result = train(generator, loss_fn, config, ckpt_dir, run_config=run, progress=progress, desc="fgm",
+                   optimizer_betas=(0.0, 0.999), callback=callback, validate=validate, partner=partner)
+    result.extras["online_history"] = partner.log.history
     return result
 
 

@@ -36,6 +36,7 @@ from ..flow import (
 )
 from ..models import VelocityRefiner
 from ..solvers.nfe import CountingVelocity, Velocity
+from ..train_data import DataSampler
 
 
 def refiner_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_max: float,
@@ -63,7 +64,8 @@ def refiner_val_loss(refiner: nn.Module, teacher: Velocity, x1: Tensor, delta_ma
     return sum(losses) / len(losses)
 
 
-def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData, config: TrainConfig, *, delta_max: float,
+def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData[DataSampler], config: TrainConfig, *,
+                  delta_max: float,
                   ckpt_dir: str | Path | None = None, progress: bool = True, run_config: dict | None = None) -> TrainResult:
     """Fit `refiner` (zero-initialised) to `teacher` on data minibatches from `data.source(n, generator)`.
 
@@ -88,9 +90,9 @@ def train_refiner(teacher: Velocity, refiner: nn.Module, data: TrainData, config
     """
     check_training_args(refiner, config, "refiner")
     require_velocity("teacher", teacher)
-    require_data(data, "train_refiner", "a data sampler sample(n, generator)", callable)
+    require_data(data, "train_refiner", DataSampler)
     require_number("delta_max", delta_max, 0, 1, low_open=True)
-    sample_batch, batch_size, heldout = data.source, data.batch_size, data.heldout
+    sample_batch, batch_size, heldout = data.source.sample, data.batch_size, data.heldout
     if model_shape(teacher) is not None and model_shape(refiner) not in (None, model_shape(teacher)):
         raise ArgumentError(f"train_refiner: the refiner models data of shape {model_shape(refiner)} but the teacher "
                             f"{model_shape(teacher)}; build the refiner for the teacher's shape.")

@@ -22,6 +22,7 @@ from ..flow import (
     train,
     trainable_copy,
 )
+from ..train_data import Coupling
 
 
 def reflow_times(n: int, generator: torch.Generator, k: int | None = None, eps: float = 1e-3) -> Tensor:
@@ -43,10 +44,10 @@ def reflow_loss(net: nn.Module, z: Tensor, x1: Tensor, batch_size: int, generato
     return (net(xt, t) - target).pow(2).mean()
 
 
-def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData, config: TrainConfig, *,
+def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData[Coupling], config: TrainConfig, *,
            k: int | None = None, eps: float = 1e-3, progress: bool = True,
            validate: Callable[[nn.Module], float] | None = None) -> TrainResult:
-    """Finetune a copy of `student` (None: of the teacher) on the coupling `data.source = (z, x1)`.
+    """Finetune a copy of `student` (None: of the teacher) on the coupling `data.source` (noise z, sample x1).
 
     `validate(student) -> score` (lower is better) drives the trainer's stopping rule (`config.val_every`).
 
@@ -64,10 +65,8 @@ def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData, confi
     >>> reflow(teacher, None, TrainData((z, z + 1), 16), TrainConfig(steps=2, warmup=0), k=2, progress=False).steps
     2
     """
-    require_data(data, "reflow", "the coupling (z, x1) of two tensors of one shape",
-                 lambda s: isinstance(s, tuple) and len(s) == 2 and all(isinstance(t, Tensor) for t in s)
-                 and s[0].shape == s[1].shape)
-    (z, x1), batch_size = data.source, data.batch_size
+    require_data(data, "reflow", Coupling)
+    z, x1, batch_size = data.source.noise, data.source.target, data.batch_size
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
         raise ArgumentError(f"reflow: k (Distill-k-Reflow's number of times) must be an integer ≥ 1 or None "
                             f"(Uniform-Reflow), got {k!r}.")
@@ -75,8 +74,8 @@ def reflow(teacher: nn.Module, student: nn.Module | None, data: TrainData, confi
         raise ArgumentError(f"reflow: eps (the smallest training time) must be a number in [0, 1), got {eps!r}: the "
                             "times are drawn from [eps, 1).")
     student = trainable_copy(teacher, student)
-    z = check_samples(student, z, "data.source[0] (the noise)", "reflow")
-    x1 = check_samples(student, x1, "data.source[1] (the teacher's samples)", "reflow")
+    z = check_samples(student, z, "data.source.noise", "reflow")
+    x1 = check_samples(student, x1, "data.source.target (the teacher's samples)", "reflow")
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> Tensor:
         return reflow_loss(net, z, x1, batch_size, generator, k, eps)

@@ -29,7 +29,7 @@ from ..solvers.bespoke import (
     cosine_transform,
     piecewise_linear_transform,
 )
-from .common import PAIRED_SAMPLES, TeacherContext, training_columns
+from .common import PAIRED_SAMPLES, TeacherContext, training_columns, validation_curve
 
 SELECTION = "val-rmse"  # which checkpoint a trained solver keeps (the paper's tables pick by FID)
 
@@ -114,6 +114,21 @@ def comparison_rows(params: Params, bespoke: pd.DataFrame, baselines: pd.DataFra
     keep = baselines["method"].eq("data") | baselines["solver"].isin(["euler", "midpoint", "rk4", "adaptive"])
     rows = pd.concat([baselines[keep], boss[boss["solver"] == "bellman-euler"], bespoke], ignore_index=True)
     return rows[rows["nfe"].isin([0, *params.bespoke.nfes]) | rows["solver"].eq("adaptive")].reset_index(drop=True)
+
+
+def training_table(ctx: TeacherContext, results: dict[tuple[str, int], Any]) -> pd.DataFrame:
+    """One row per trained solver: its size, validation RMSE at the start and at the kept checkpoint, how its run ended,
+    and its cost in FLOPs and seconds beside the teacher's training."""
+    return pd.DataFrame([{"base": b, "NFE": k, "parameters": r.ema_model.num_parameters(),
+                          "val RMSE at init": r.val_history[0][1], "best val RMSE": r.best_value,
+                          "best iteration": r.best_step, "iterations": r.steps, "converged": r.converged,
+                          "FLOPs": r.flops, "seconds": r.seconds, "% of teacher FLOPs": 100 * ratio(r.flops, ctx.train_flops)}
+                         for (b, k), r in results.items()])
+
+
+def validation_curves(results: dict[tuple[str, int], Any]) -> pd.DataFrame:
+    """Every solver's validation RMSE against its iteration, labelled `base@NFE`, for one figure."""
+    return pd.concat([validation_curve(r.val_history, f"{b}@{k}", "validation RMSE") for (b, k), r in results.items()])
 
 
 def learned_values(results: dict[tuple[str, int], Any]) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from ..layout import BOSS_FULL, boss_lora
 from ..models import count_parameters
 from ..solvers import AdaptiveSampler, ODESampler, bellman_grid, bellman_values, euler_cost_matrix, euler_rollout, uniform_grid
 from ..solvers.bellman import EulerRollout
+from ..train_data import Coupling
 from .common import TeacherContext, rebuild_hint, training_columns, validation_curve
 
 VAL_CURVE = "validation RMSE to the ground truth (K-step Euler)"
@@ -83,9 +84,9 @@ class FinetuneData:
     teacher_state: dict[str, Any]   # the teacher's checkpoint: students are saved with its config, as plain nets
 
     @property
-    def coupling(self) -> tuple[Tensor, Tensor]:
+    def coupling(self) -> Coupling:
         """The reflow coupling: each noise with the teacher's endpoint for it."""
-        return self.rollout.states[0], self.rollout.states[-1]
+        return Coupling(self.rollout.states[0], self.rollout.states[-1])
 
 
 @dataclass

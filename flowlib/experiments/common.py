@@ -51,6 +51,7 @@ from ..models import build_model, count_parameters
 from ..models.autoencoder import ConvAutoencoder
 from ..solvers import AdaptiveSampler, ODESampler, Sampler
 from ..solvers.fixed_grid import get_tableau
+from ..train_data import DataSampler
 
 PAIRED_SAMPLES = 1000  # evaluation noises behind the paired RMSE comparisons of the claims
 TEACHER_VAL = 2048     # held-out points behind the teacher's validation loss (all of them for digits: 599)
@@ -173,8 +174,8 @@ def fit_autoencoder(params: Params, name: str, progress: bool = True) -> dict[st
     torch.manual_seed(ap.train.seed)
     model = ConvAutoencoder(images.shape, ap.latent_dim, ap.width).to(params.torch_device)
     out = params.layout.autoencoder(name).parent
-    result = train_autoencoder(model, TrainData(images.sample_batch, ap.batch_size, images.heldout[:TEACHER_VAL]), ap.train,
-                               ckpt_dir=out, progress=progress,
+    data = TrainData(DataSampler(images.sample_batch), ap.batch_size, images.heldout[:TEACHER_VAL])
+    result = train_autoencoder(model, data, ap.train, ckpt_dir=out, progress=progress,
                                run_config={"dataset": ap.dataset, "latent_dim": ap.latent_dim, "width": ap.width})
     autoencoder = result.ema_model.eval()
     autoencoder.set_normalisation(images.train)
@@ -266,8 +267,9 @@ def fit_teacher(params: Params, name: str, progress: bool = True) -> dict[str, A
     torch.manual_seed(tp.train.seed)  # the initial weights too: torch's default seed differs per process
     model = build_model(dataset.shape, tp.model_dict).to(params.torch_device)
     out = params.layout.stage("teachers", name)  # also the resume folder (last.pt)
-    result = train_teacher(model, TrainData(dataset.sample_batch, tp.batch_size, dataset.heldout[:TEACHER_VAL]), tp.train,
-                           ckpt_dir=out, run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
+    data = TrainData(DataSampler(dataset.sample_batch), tp.batch_size, dataset.heldout[:TEACHER_VAL])
+    result = train_teacher(model, data, tp.train, ckpt_dir=out,
+                           run_config={"model": tp.model_dict, "dataset": tp.dataset, "batch": tp.batch_size},
                            progress=progress)
     info = {"teacher": name, "dataset": tp.dataset, "params": count_parameters(model), "train_seconds": result.seconds,
             "steps": result.steps, "final_loss": result.history[-1][1] if result.history else None,

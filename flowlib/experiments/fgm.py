@@ -23,6 +23,7 @@ from ..flow import TrainData
 from ..layout import fgm_label
 from ..models import build_model
 from ..solvers import AdaptiveSampler, ODESampler
+from ..train_data import Coupling, NoiseShape
 from .common import TeacherContext, training_columns, validation_curve
 
 TEACHER_NFES = (1, 2, 4, 8)  # the teacher's few-step samplers FGM is set against
@@ -83,8 +84,9 @@ def run_fgm(params: Params, ctx: TeacherContext, t_star: float, init: str = "tea
     else:
         raise ArgumentError(f"init must be 'teacher' or 'random', got {init!r}.")
     val_noise = val_noise if val_noise is not None else validation_noise(params, ctx)
-    result = train_fgm(ctx.model, generator, TrainData(ctx.dataset.shape, fp.batch_size), fp.train, online_lr=fp.online_lr,
-                       l1_weight=l1_weight, online=student_start(params, ctx),
+    noise = TrainData(NoiseShape(ctx.dataset.shape), fp.batch_size)
+    result = train_fgm(ctx.model, generator, noise, fp.train, online_lr=fp.online_lr, l1_weight=l1_weight,
+                       online=student_start(params, ctx),
                        ckpt_dir=params.layout.fgm_resume(ctx.name, label),
                        run_config={"teacher": ctx.name, "init": init}, progress=progress,
                        validate=lambda g: val_distance(ctx, g, val_noise))
@@ -145,7 +147,7 @@ def reflow_baseline(params: Params, ctx: TeacherContext, steps: int, progress: b
     pairs_seconds = time.perf_counter() - start
     noise = validation_noise(params, ctx)
     config = fp.train.model_copy(update={"steps": steps})
-    result = reflow(ctx.model, student_start(params, ctx), TrainData((z, x1), fp.batch_size), config, k=1,
+    result = reflow(ctx.model, student_start(params, ctx), TrainData(Coupling(z, x1), fp.batch_size), config, k=1,
                     eps=params.boss.reflow_eps, progress=progress,
                     validate=lambda m: float(ctx.reference.metric(ODESampler(m, [0.0, 1.0], "euler")(noise))))
     student = result.ema_model
@@ -200,6 +202,22 @@ def ablation_sentence(df: pd.DataFrame, sigmas: float = 2.0) -> str:
     chosen = df.loc[df["solver"] == "fgm", "l1_weight"]
     return "; ".join(parts) + (f". The headline recipe, chosen on validation noise, uses λ = {chosen.iloc[0]:g}."
                                if len(chosen) else ".")
+
+
+def sweep_table(sweep: list[FGMRun]) -> pd.DataFrame:
+    """The t* sweep in one table: per t* its steps, plateau, validation distance at the start and at the kept checkpoint."""
+    return pd.DataFrame([{"t*": r.t_star, "steps": r.steps, "converged": r.converged,
+                          "validation distance at start": r.curve[0][1], "best validation distance": r.val_distance,
+                          "seconds": r.seconds} for r in sweep])
+
+
+def sample_panels(ctx: TeacherContext, run: FGMRun) -> dict[str, Tensor]:
+    """One step of the generator beside the teacher's Euler at 1 and 4 steps and the ground truth, on the evaluation
+    noise, as images where the teacher's data are images (a latent teacher's samples decoded)."""
+    panels = {"FGM, 1 NFE": GeneratorSampler(run.generator)(ctx.noise),
+              "teacher Euler, 1 NFE": ODESampler.uniform(ctx.model, 1)(ctx.noise),
+              "teacher Euler, 4 NFE": ODESampler.uniform(ctx.model, 4)(ctx.noise), "ground truth": ctx.ground_truth}
+    return {title: ctx.dataset.to_images(samples) for title, samples in panels.items()}
 
 
 def ablation_table(runs: list[FGMRun], headline: FGMRun) -> pd.DataFrame:

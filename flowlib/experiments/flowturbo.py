@@ -23,6 +23,7 @@ from ..flow import TrainData, count_flops
 from ..metrics import median_latency, wall_time
 from ..models import VelocityRefiner, count_parameters
 from ..solvers.flowturbo import FlowTurboSampler, Schedule, compiled_steps
+from ..train_data import DataSampler
 from .common import TEACHER_VAL, TeacherContext, rebuild_hint, training_columns
 
 # (ablation, with, without): each pair differs in one component; rows whose schedules are not configured are skipped.
@@ -51,7 +52,7 @@ def fit_refiner(params: Params, ctx: TeacherContext, progress: bool = True) -> d
     torch.manual_seed(fp.train.seed)
     refiner = VelocityRefiner(ctx.dataset.shape, config).to(ctx.device)
     out, path = params.layout.stage("flowturbo", ctx.name), params.layout.refiner(ctx.name)
-    data = TrainData(ctx.dataset.sample_batch, fp.batch_size, ctx.dataset.heldout[:TEACHER_VAL])
+    data = TrainData(DataSampler(ctx.dataset.sample_batch), fp.batch_size, ctx.dataset.heldout[:TEACHER_VAL])
     result = train_refiner(ctx.model, refiner, data, fp.train, delta_max=fp.delta_max, ckpt_dir=out,
                            run_config={"refiner": config, "teacher": ctx.name}, progress=progress)
     n_ref, n_teacher = count_parameters(refiner), count_parameters(ctx.model)
@@ -106,6 +107,17 @@ def schedule_rows(params: Params, ctx: TeacherContext, fit: dict[str, Any], prog
         rows.append({**row, "schedule": name, "steps": sampler.schedule.n_steps, "refiner_calls": sampler.refiner_calls,
                      "compiled": False})
     return rows
+
+
+def comparison_rows(rows: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """FlowTurbo's schedules beside the teacher's Euler and Heun, its ground truth and the real data."""
+    keep = baselines["solver"].isin(["euler", "heun", "adaptive"]) | baselines["method"].eq("data")
+    return pd.concat([baselines[keep], rows], ignore_index=True)
+
+
+def latency_grid(latency: pd.DataFrame) -> pd.DataFrame:
+    """Milliseconds per sample, one row per sampler and one column per (compiled, batch size)."""
+    return latency.pivot_table(index="sampler", columns=["compiled", "batch"], values="ms_per_sample", sort=False)
 
 
 def latency_samplers(params: Params, ctx: TeacherContext, refiner: VelocityRefiner) -> dict[str, str]:
