@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..artifacts import CheckpointError, load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json
+from ..artifacts import CheckpointError, load_checkpoint, run_metadata, save_checkpoint, sha256_file, write_json, write_text
 from ..claims import compare_paired
 from ..config import Params, TeacherParams
 from ..data import CLASSIFIER_DATASETS, IMAGE_DATASETS, Dataset, dataset_labels, exact_mixture, load_dataset
@@ -191,9 +191,30 @@ def fit_autoencoder(params: Params, name: str, progress: bool = True) -> dict[st
     return {**info, "val_history": result.val_history, "history": result.history}
 
 
+def fit_autoencoders(params: Params) -> dict[str, dict[str, Any]]:
+    """Every autoencoder of the profile fitted (`fit_autoencoder`), and the stage's index of them written (the stage's
+    output even in a profile without autoencoders)."""
+    runs = {name: fit_autoencoder(params, name) for name in params.autoencoders}
+    params.layout.autoencoders_dir().mkdir(parents=True, exist_ok=True)
+    write_json(params.layout.autoencoders_dir() / "index.json", sorted(runs))
+    return runs
+
+
+def autoencoder_table(runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per autoencoder: its run's numbers without the curves."""
+    return pd.DataFrame([{k: v for k, v in run.items() if k not in ("history", "val_history")} for run in runs.values()])
+
+
+def autoencoder_metrics(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stage's headline numbers per autoencoder (`dvc metrics show`)."""
+    return {f"{key}_{name}": run[key] for name, run in runs.items()
+            for key in ("decoder_floor", "real_heldout", "val_mse", "steps", "train_seconds")}
+
+
 def autoencoder_figures(params: Params, runs: dict[str, dict[str, Any]], n: int = 32) -> list[Any]:
     """Per autoencoder: real held-out images beside their reconstructions, and the held-out reconstruction error during
-    training (reports/figures/autoencoders/, which exists, empty, in a profile without autoencoders)."""
+    training, in reports/figures/autoencoders/ with an index page (the folder exists, with its index, in a profile without
+    autoencoders)."""
     from ..plots import plot_sample_panels, plot_training_curves
 
     params.layout.figure("autoencoders/-").parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +229,9 @@ def autoencoder_figures(params: Params, runs: dict[str, dict[str, Any]], n: int 
         figures.append(plot_training_curves(validation_curve(run["val_history"], name, "held-out reconstruction MSE"),
                                             params.layout.figure(f"autoencoders/{name}-validation"),
                                             f"autoencoder {name}: training to the plateau"))
+    paths = [params.layout.figure(f"autoencoders/{name}-{kind}") for name in runs for kind in ("reconstructions", "validation")]
+    index = "\n".join(f"![{Path(p).stem}]({Path(p).name})" for p in paths) or "No autoencoders in this profile."
+    write_text(params.layout.figure("autoencoders/README").with_suffix(".md"), f"# Stage autoencoders\n\n{index}\n")
     return figures
 
 
