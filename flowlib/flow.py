@@ -590,7 +590,6 @@ def train(
     run_config: dict | None = None,
     progress: bool = True,
     desc: str = "train",
-    companions: dict[str, Any] | None = None,
     optimizer_betas: tuple[float, float] = (0.9, 0.999),
     callback: Callable[[int, nn.Module], None] | None = None,
     validate: Callable[[nn.Module], float] | None = None,
@@ -621,13 +620,12 @@ def train(
     so N processes follow the single-process run on the same global batch; only rank 0 writes.
 
     `partner`: a second network the loop steps before each step of the model (FGM's online model, `Partner`), saved
-    and restored with the checkpoint. `companions`: other objects with a `state_dict` / `load_state_dict` that the
-    checkpoint must carry. A NaN, infinite or (with
-    `config.max_loss`) exploding loss raises `TrainingDivergedError` before anything more is written, so the last
-    checkpoint stays the last good state. `callback(step, ema_model)` runs at every logged step (monitoring).
+    and restored with the checkpoint. A NaN, infinite or (with `config.max_loss`) exploding loss raises
+    `TrainingDivergedError` before anything more is written, so the last checkpoint stays the last good state.
+    `callback(step, ema_model)` runs at every logged step (monitoring).
     The cost in FLOPs is counted on the first step and the first validation of the call and scaled by their counts.
     """
-    companions = {**(companions or {}), **(partner.parts() if partner is not None else {})}
+    companions = partner.parts() if partner is not None else {}   # what the checkpoint carries beside the model
     device = device_of(model)
     check_precision(config.precision, device)
     rank, world = distributed(device)
