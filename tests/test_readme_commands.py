@@ -183,11 +183,13 @@ def _make_diffusers(clone):
 
 
 def _stage_deps(clone):
-    """One notebook's code manifest: a sha256 per flowlib file it runs, the launcher's included; writes nothing."""
+    """One notebook's code manifest: a sha256 per flowlib file it runs, the launcher's included; writes nothing (the
+    clone is shared: other commands may have rerun committed figures before)."""
+    before = sh(clone, "git status --porcelain --untracked-files=all")
     out = sh(clone, "python -m flowlib.stage_deps notebooks/02_boss.ipynb")
     files = [line.split()[-1] for line in out.splitlines() if not line.startswith("#")]
     assert {"flowlib/solvers/bellman.py", "flowlib/launch.py"} <= set(files) and "flowlib/explore.py" not in files
-    clean_tree(clone)
+    assert sh(clone, "git status --porcelain --untracked-files=all") == before
 
 
 QUICK = {
