@@ -41,9 +41,11 @@ def public_names(root: Path = ROOT) -> dict[str, str]:
     return {}
 
 
-def imported_modules(tree: ast.AST, package: str | None, root: Path = ROOT) -> set[str]:
-    """flowlib module names a parsed source imports (relative imports resolved against `package`), with their parents."""
-    public, names = public_names(root), set()
+def imported_modules(tree: ast.AST, package: str | None, root: Path = ROOT,
+                     public: dict[str, str] | None = None) -> set[str]:
+    """flowlib module names a parsed source imports (relative imports resolved against `package`), with their parents;
+    `public`: `public_names(root)`, when the caller has read it already."""
+    public, names = public if public is not None else public_names(root), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
@@ -70,7 +72,7 @@ def imported_modules(tree: ast.AST, package: str | None, root: Path = ROOT) -> s
 
 def closure(roots: set[str], root: Path = ROOT) -> set[Path]:
     """Every flowlib source file reached from the module names `roots`, relative to `root`."""
-    seen, todo = set(), list(roots)
+    seen, todo, public = set(), list(roots), public_names(root)
     while todo:
         name = todo.pop()
         if name in seen:
@@ -78,7 +80,7 @@ def closure(roots: set[str], root: Path = ROOT) -> set[Path]:
         seen.add(name)
         path = module_file(name, root)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        todo += imported_modules(ast.parse(path.read_text()), package, root) - seen
+        todo += imported_modules(ast.parse(path.read_text()), package, root, public) - seen
     return {module_file(n, root).relative_to(root) for n in seen}
 
 

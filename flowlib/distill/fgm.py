@@ -181,9 +181,10 @@ def generator_step_loss(generator: nn.Module, rng: torch.Generator, *, teacher: 
                         t_max: float = 1.0 - 1e-3) -> Tensor:
     """The generator's loss on fresh noise, data-side noise and times, with the online model frozen (its weights get
     no gradient; the gradient flows through its input into the generator)."""
+    device = device_of(online)
     z, eps = torch.randn(batch_size, *shape, generator=rng), torch.randn(batch_size, *shape, generator=rng)
     t = t_max * torch.rand(batch_size, generator=rng)
-    z, eps, t = shard(z.to(device_of(online)), eps.to(device_of(online)), t.to(device_of(online)))
+    z, eps, t = shard(z.to(device), eps.to(device), t.to(device))
     with frozen(online):
         return generator_loss(generator(z), eps, t, teacher, online, l1_weight)
 

@@ -229,8 +229,7 @@ def autoencoder_figures(params: Params, runs: dict[str, dict[str, Any]], n: int 
         figures.append(plot_training_curves(validation_curve(run["val_history"], name, "held-out reconstruction MSE"),
                                             params.layout.figure(f"autoencoders/{name}-validation"),
                                             f"autoencoder {name}: training to the plateau"))
-    paths = [params.layout.figure(f"autoencoders/{name}-{kind}") for name in runs for kind in ("reconstructions", "validation")]
-    index = "\n".join(f"![{Path(p).stem}]({Path(p).name})" for p in paths) or "No autoencoders in this profile."
+    index = "\n".join(f"![{f.path.stem}]({f.path.name})" for f in figures) or "No autoencoders in this profile."
     write_text(params.layout.figure("autoencoders/README").with_suffix(".md"), f"# Stage autoencoders\n\n{index}\n")
     return figures
 
